@@ -1,0 +1,60 @@
+// The one struct every forward kernel reads: pointers, sizes and strides of one call.
+//
+// Plain C++ (no torch headers) so CPU kernels, CUDA kernels and their explicit
+// instantiations compile without the slow torch includes. All strides are in
+// elements and 64-bit; the last dimension of q, k, v and out has unit stride
+// (the host side guarantees it), so only the three outer strides are kept.
+#pragma once
+
+#include <cstdint>
+
+namespace flash_attn_ext {
+
+enum class ScalarKind : int32_t { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3, kBool = 4 };
+
+// Query i may see key j when j <= i + causal_offset (see causal_offset below).
+enum class CausalMode : int32_t { kNone = 0, kTopLeft = 1, kBottomRight = 2 };
+
+enum class MaskKind : int32_t { kNone = 0, kBool = 1, kFloat = 2 };
+
+struct FwdParams {
+  // q (B, H, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev), out (B, H, L, Ev).
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;  // (B, H, L) contiguous, natural log; -inf for rows that see no key
+
+  int64_t B = 0, H = 0, Hkv = 0, L = 0, S = 0, E = 0, Ev = 0;
+  int64_t group = 1;  // H / Hkv: query head h reads kv head h / group
+
+  int64_t q_sb = 0, q_sh = 0, q_sl = 0;
+  int64_t k_sb = 0, k_sh = 0, k_sl = 0;
+  int64_t v_sb = 0, v_sh = 0, v_sl = 0;
+  int64_t o_sb = 0, o_sh = 0, o_sl = 0;
+
+  // Mask broadcast to (B, H, L, S) through strides: a broadcast dim has stride 0,
+  // so a (L, S) mask is read in place for every batch and head.
+  const void* mask = nullptr;
+  MaskKind mask_kind = MaskKind::kNone;
+  ScalarKind mask_dtype = ScalarKind::kBool;
+  int64_t m_sb = 0, m_sh = 0, m_sl = 0, m_ss = 0;
+
+  ScalarKind dtype = ScalarKind::kFloat32;  // of q, k, v and out
+  float scale = 1.0f;                       // multiplies q.k
+  float scale_log2 = 1.0f;                  // scale * log2(e), for exp2-based softmax
+  double scale_f64 = 1.0;                   // the exact scale for the float64 CPU path
+
+  CausalMode causal = CausalMode::kNone;
+  // 0 for top-left, S - L for bottom-right (may be negative when L > S).
+  int64_t causal_offset = 0;
+
+  // Last key index (exclusive) query row i may see under the causal rule.
+  inline int64_t causal_key_end(int64_t i) const {
+    if (causal == CausalMode::kNone) return S;
+    int64_t end = i + causal_offset + 1;
+    return end < 0 ? 0 : (end > S ? S : end);
+  }
+};
+
+}  // namespace flash_attn_ext

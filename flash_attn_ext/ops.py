@@ -1,0 +1,113 @@
+"""Public functions, fake (meta) kernels and the rank/causal normalisation around the C++ ops."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from . import _C
+
+Causal = Union[bool, str]
+_CAUSAL_CODES = {False: 0, True: 1, "top_left": 1, "bottom_right": 2}
+
+
+def _causal_code(causal: Causal) -> int:
+    if isinstance(causal, str):
+        if causal in ("top_left", "bottom_right"):
+            return _CAUSAL_CODES[causal]
+    elif isinstance(causal, bool):
+        return _CAUSAL_CODES[causal]
+    raise ValueError(f"flash_attention: causal must be False, True, 'top_left' or 'bottom_right', got {causal!r}")
+
+
+def _as_4d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"flash_attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+    rank = q.dim()
+    if rank not in (2, 3, 4):
+        raise ValueError(f"flash_attention: q must be 2-D (L, E), 3-D (H, L, E) or 4-D (B, H, L, E), got shape {tuple(q.shape)}")
+    if k.dim() != rank or v.dim() != rank:
+        raise ValueError(
+            f"flash_attention: q, k, v must have the same rank, got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    lead = (None,) * (4 - rank)
+    return q[lead], k[lead], v[lead], rank
+
+
+def _run(q, k, v, scale, mask, causal, return_lse, kernel):
+    q4, k4, v4, rank = _as_4d(q, k, v)
+    if scale is not None:
+        scale = float(scale)
+    if mask is not None and not isinstance(mask, torch.Tensor):
+        raise TypeError(f"flash_attention: mask must be a torch.Tensor or None, got {type(mask).__name__}")
+    out, lse = torch.ops.flash_attn_ext.fwd(q4, k4, v4, mask, scale, _causal_code(causal), kernel)
+    if rank < 4:
+        out = out.reshape(out.shape[4 - rank :])
+        lse = lse.reshape(lse.shape[4 - rank :])
+    return (out, lse) if return_lse else out
+
+
+def flash_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: Optional[float] = None,
+    mask: Optional[torch.Tensor] = None,
+    causal: Causal = False,
+    *,
+    return_lse: bool = False,
+    kernel: str = "auto",
+):
+    """softmax(scale * q @ k^T + mask) @ v without materialising the score matrix.
+
+    q (B, H, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev) -> (B, H, L, Ev); 3-D (H, L, E) and 2-D (L, E) inputs
+    keep their rank. H must be a multiple of Hkv (GQA/MQA, as repeat_interleave). ``mask`` is bool
+    (True = attend) or floating (added to the scores), broadcastable to (B, H, L, S). ``causal`` is False,
+    True / "top_left" (query i sees keys j <= i) or "bottom_right" (j <= i + S - L). Rows that see no key
+    give 0 (and LSE -inf). ``return_lse`` also returns the float32 natural-log LSE (B, H, L).
+    ``kernel`` picks a kernel by name (see ``kernels()``); "auto" picks the fastest for the inputs.
+    """
+    return _run(q, k, v, scale, mask, causal, return_lse, kernel)
+
+
+def naive_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: Optional[float] = None,
+    mask: Optional[torch.Tensor] = None,
+    causal: Causal = False,
+    *,
+    return_lse: bool = False,
+):
+    """The O(L*S)-memory reference in C++: same contract as flash_attention."""
+    return _run(q, k, v, scale, mask, causal, return_lse, "naive")
+
+
+def explain(q, k, v, scale=None, mask=None, causal: Causal = False, *, kernel: str = "auto") -> dict:
+    """Which kernel flash_attention would run on these inputs, and why (nothing is computed)."""
+    q4, k4, v4, _ = _as_4d(q, k, v)
+    return dict(_C.explain(q4, k4, v4, mask, None if scale is None else float(scale), _causal_code(causal), kernel))
+
+
+def kernels(device: Optional[str] = None) -> list:
+    """Every kernel in this build: dicts with name, device and summary; filter by device ('cpu'/'cuda')."""
+    ks = [dict(k) for k in _C.kernels()]
+    return [k for k in ks if device is None or k["device"] == device]
+
+
+def build_info() -> dict:
+    """What this build contains: CUDA or not, its archs, the CPU vector ISA in use, torch's version."""
+    info = dict(_C.build_info())
+    info["torch_version"] = torch.__version__
+    return info
+
+
+@torch.library.register_fake("flash_attn_ext::fwd")
+def _fwd_fake(q, k, v, mask, scale, causal, kernel):
+    B, H, L, _ = q.shape
+    Ev = v.shape[-1]
+    out = q.new_empty((B, H, L, Ev))
+    lse = q.new_empty((B, H, L), dtype=torch.float32)
+    return out, lse
