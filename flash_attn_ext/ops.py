@@ -35,13 +35,13 @@ def _as_4d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     return q[lead], k[lead], v[lead], rank
 
 
-def _run(q, k, v, scale, mask, causal, return_lse, kernel):
+def _run(q, k, v, scale, mask, causal, return_lse, kernel, float32_precision="auto"):
     q4, k4, v4, rank = _as_4d(q, k, v)
     if scale is not None:
         scale = float(scale)
     if mask is not None and not isinstance(mask, torch.Tensor):
         raise TypeError(f"flash_attention: mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    out, lse = torch.ops.flash_attn_ext.fwd(q4, k4, v4, mask, scale, _causal_code(causal), kernel)
+    out, lse = torch.ops.flash_attn_ext.fwd(q4, k4, v4, mask, scale, _causal_code(causal), kernel, float32_precision)
     if rank < 4:
         out = out.reshape(out.shape[4 - rank :])
         lse = lse.reshape(lse.shape[4 - rank :])
@@ -58,6 +58,7 @@ def flash_attention(
     *,
     return_lse: bool = False,
     kernel: str = "auto",
+    float32_precision: str = "auto",
 ):
     """softmax(scale * q @ k^T + mask) @ v without materialising the score matrix.
 
@@ -67,8 +68,11 @@ def flash_attention(
     True / "top_left" (query i sees keys j <= i) or "bottom_right" (j <= i + S - L). Rows that see no key
     give 0 (and LSE -inf). ``return_lse`` also returns the float32 natural-log LSE (B, H, L).
     ``kernel`` picks a kernel by name (see ``kernels()``); "auto" picks the fastest for the inputs.
+    ``float32_precision`` says how float32 inputs may use CUDA tensor cores: "auto" (accurate to float32),
+    "ieee" (CUDA cores only), "3xtf32" (error-compensated TF32) or "tf32" (fastest, ~1e-3 relative error).
+    The CPU always computes float32 in IEEE arithmetic.
     """
-    return _run(q, k, v, scale, mask, causal, return_lse, kernel)
+    return _run(q, k, v, scale, mask, causal, return_lse, kernel, float32_precision)
 
 
 def naive_attention(
@@ -85,10 +89,13 @@ def naive_attention(
     return _run(q, k, v, scale, mask, causal, return_lse, "naive")
 
 
-def explain(q, k, v, scale=None, mask=None, causal: Causal = False, *, kernel: str = "auto") -> dict:
+def explain(
+    q, k, v, scale=None, mask=None, causal: Causal = False, *, kernel: str = "auto", float32_precision: str = "auto"
+) -> dict:
     """Which kernel flash_attention would run on these inputs, and why (nothing is computed)."""
     q4, k4, v4, _ = _as_4d(q, k, v)
-    return dict(_C.explain(q4, k4, v4, mask, None if scale is None else float(scale), _causal_code(causal), kernel))
+    scale = None if scale is None else float(scale)
+    return dict(_C.explain(q4, k4, v4, mask, scale, _causal_code(causal), kernel, float32_precision))
 
 
 def kernels(device: Optional[str] = None) -> list:
@@ -105,7 +112,7 @@ def build_info() -> dict:
 
 
 @torch.library.register_fake("flash_attn_ext::fwd")
-def _fwd_fake(q, k, v, mask, scale, causal, kernel):
+def _fwd_fake(q, k, v, mask, scale, causal, kernel, precision):
     B, H, L, _ = q.shape
     Ev = v.shape[-1]
     out = q.new_empty((B, H, L, Ev))

@@ -104,11 +104,18 @@ const char* scalar_kind_name(ScalarKind kind) {
 
 ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                             const std::optional<at::Tensor>& mask_in, std::optional<double> scale, int64_t causal,
-                            bool allocate) {
+                            const std::string& precision, bool allocate) {
   check_qkv(q_in, k_in, v_in);
   TORCH_CHECK_VALUE(causal == kCausalNone || causal == kCausalTopLeft || causal == kCausalBottomRight,
                     "flash_attention: causal code must be 0 (none), 1 (top_left) or 2 (bottom_right), got ", causal);
+  Float32Precision prec = Float32Precision::kAuto;
+  if (precision == "ieee") prec = Float32Precision::kIeee;
+  else if (precision == "3xtf32") prec = Float32Precision::k3xTf32;
+  else if (precision == "tf32") prec = Float32Precision::kTf32;
+  else TORCH_CHECK_VALUE(precision == "auto", "flash_attention: float32_precision must be 'auto', 'ieee', '3xtf32' or 'tf32', got '",
+                         precision, "'");
   ForwardCall c;
+  c.params.precision = prec;
   c.q = unit_stride_last(q_in);
   c.k = unit_stride_last(k_in);
   c.v = unit_stride_last(v_in);

@@ -31,7 +31,7 @@ constexpr int64_t kCausalBottomRight = 2;
 // Tensors whose last dim is not unit-stride are copied once (documented).
 ForwardCall prepare_forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const std::optional<at::Tensor>& mask, std::optional<double> scale,
-                            int64_t causal, bool allocate = true);
+                            int64_t causal, const std::string& precision = "auto", bool allocate = true);
 
 const char* scalar_kind_name(ScalarKind kind);
 

@@ -17,6 +17,11 @@ enum class CausalMode : int32_t { kNone = 0, kTopLeft = 1, kBottomRight = 2 };
 
 enum class MaskKind : int32_t { kNone = 0, kBool = 1, kFloat = 2 };
 
+// How float32 inputs use tensor cores on CUDA: kAuto picks the accurate default
+// (3xTF32 where a tensor-core kernel runs, IEEE otherwise); kIeee stays on CUDA cores;
+// k3xTf32 splits each operand into big + small TF32 parts; kTf32 is one plain TF32 product.
+enum class Float32Precision : int32_t { kAuto = 0, kIeee = 1, k3xTf32 = 2, kTf32 = 3 };
+
 struct FwdParams {
   // q (B, H, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev), out (B, H, L, Ev).
   const void* q = nullptr;
@@ -44,6 +49,8 @@ struct FwdParams {
   float scale = 1.0f;                       // multiplies q.k
   float scale_log2 = 1.0f;                  // scale * log2(e), for exp2-based softmax
   double scale_f64 = 1.0;                   // the exact scale for the float64 CPU path
+
+  Float32Precision precision = Float32Precision::kAuto;  // float32 inputs only
 
   CausalMode causal = CausalMode::kNone;
   // 0 for top-left, S - L for bottom-right (may be negative when L > S).

@@ -27,8 +27,10 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            const std::optional<at::Tensor>& mask, std::optional<double> scale,
-                                           int64_t causal, c10::string_view kernel) {
-  ForwardCall c = prepare_forward(q, k, v, mask, scale, causal);
+                                           int64_t causal, c10::string_view kernel,
+                                           c10::string_view precision) {
+  // The CPU always computes float32 in IEEE arithmetic; precision is still validated.
+  ForwardCall c = prepare_forward(q, k, v, mask, scale, causal, std::string(precision));
   const KernelChoice choice = choose_cpu_kernel(c.params, std::string(kernel));
   if (c.empty) return {c.out, c.lse};
   const FwdParams& p = c.params;
