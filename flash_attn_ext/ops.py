@@ -118,3 +118,42 @@ def _fwd_fake(q, k, v, mask, scale, causal, kernel, precision):
     out = q.new_empty((B, H, L, Ev))
     lse = q.new_empty((B, H, L), dtype=torch.float32)
     return out, lse
+
+
+@torch.library.register_fake("flash_attn_ext::bwd")
+def _bwd_fake(dout, q, k, v, out, lse, dlse, mask, scale, causal, kernel, mask_grad):
+    B, H, L, _ = q.shape
+    S = k.shape[2]
+    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+    dscores = q.new_empty((B, H, L, S) if mask_grad else (0,), dtype=acc if mask_grad else torch.float32)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dscores
+
+
+def _reduce_to_mask(dscores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sums dS (B, H, L, S) over the dims the mask was broadcast along, back to the mask's shape."""
+    lead = dscores.dim() - mask.dim()
+    grad = dscores.sum(dim=tuple(range(lead))) if lead else dscores
+    dims = tuple(d for d in range(mask.dim()) if mask.shape[d] == 1 and grad.shape[d] != 1)
+    if dims:
+        grad = grad.sum(dim=dims, keepdim=True)
+    return grad.to(mask.dtype)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, mask, scale, causal, kernel, precision = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, mask)
+    ctx.scale, ctx.causal, ctx.kernel = scale, causal, kernel
+    ctx.mask_grad = mask is not None and mask.dtype != torch.bool and ctx.needs_input_grad[3]
+
+
+def _backward(ctx, dout, dlse):
+    q, k, v, out, lse, mask = ctx.saved_tensors
+    dq, dk, dv, dscores = torch.ops.flash_attn_ext.bwd(
+        dout, q, k, v, out, lse, dlse, mask, ctx.scale, ctx.causal, ctx.kernel, ctx.mask_grad
+    )
+    dmask = _reduce_to_mask(dscores, mask) if ctx.mask_grad else None
+    return dq, dk, dv, dmask, None, None, None, None
+
+
+torch.library.register_autograd("flash_attn_ext::fwd", _backward, setup_context=_setup_context)
