@@ -20,6 +20,17 @@ def _causal_code(causal: Causal) -> int:
     raise ValueError(f"flash_attention: causal must be False, True, 'top_left' or 'bottom_right', got {causal!r}")
 
 
+def _as_scale(scale) -> Optional[float]:
+    if scale is None:
+        return None
+    if isinstance(scale, torch.Tensor) and scale.numel() != 1:
+        raise TypeError(f"flash_attention: scale must be a float or None, got a tensor of shape {tuple(scale.shape)}")
+    try:
+        return float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"flash_attention: scale must be a float or None, got {scale!r}") from None
+
+
 def _as_4d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -35,12 +46,38 @@ def _as_4d(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     return q[lead], k[lead], v[lead], rank
 
 
+def _check_devices(q, k, v, mask):
+    for name, t in (("k", k), ("v", v), ("mask", mask)):
+        if t is not None and t.device != q.device:
+            raise ValueError(f"flash_attention: {name} is on {t.device} but q is on {q.device}; expected one device")
+
+
+def _check_shapes(q, k, v, mask):
+    """The C++ checks that decide output shapes, repeated for fake tensors so tracing rejects what eager rejects."""
+    B, H, L, E = q.shape
+    Hkv, S, Ev = k.shape[1], k.shape[2], v.shape[3]
+    if k.shape[0] != B or v.shape[0] != B or v.shape[1] != Hkv or v.shape[2] != S or k.shape[3] != E:
+        raise ValueError(
+            f"flash_attention: expected k (B, Hkv, S, E) and v (B, Hkv, S, Ev) to match q {tuple(q.shape)}, "
+            f"got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    if not (1 <= E <= 256 and 1 <= Ev <= 256):
+        raise ValueError(f"flash_attention: head dims E={E}, Ev={Ev} must be in 1..256")
+    if Hkv == 0 and H != 0 or Hkv != 0 and H % Hkv != 0:
+        raise ValueError(f"flash_attention: q's heads ({H}) must be a multiple of k/v's heads ({Hkv}) for GQA/MQA")
+    if mask is not None:
+        target = (B, H, L, S)
+        shape = tuple(mask.shape)
+        if len(shape) > 4 or any(m != 1 and m != t for m, t in zip(shape[::-1], target[::-1])):
+            raise ValueError(f"flash_attention: mask of shape {shape} does not broadcast to (B, H, L, S) = {target}")
+
+
 def _run(q, k, v, scale, mask, causal, return_lse, kernel, float32_precision="auto"):
     q4, k4, v4, rank = _as_4d(q, k, v)
-    if scale is not None:
-        scale = float(scale)
+    scale = _as_scale(scale)
     if mask is not None and not isinstance(mask, torch.Tensor):
         raise TypeError(f"flash_attention: mask must be a torch.Tensor or None, got {type(mask).__name__}")
+    _check_devices(q4, k4, v4, mask)
     out, lse = torch.ops.flash_attn_ext.fwd(q4, k4, v4, mask, scale, _causal_code(causal), kernel, float32_precision)
     if rank < 4:
         out = out.reshape(out.shape[4 - rank :])
@@ -94,8 +131,7 @@ def explain(
 ) -> dict:
     """Which kernel flash_attention would run on these inputs, and why (nothing is computed)."""
     q4, k4, v4, _ = _as_4d(q, k, v)
-    scale = None if scale is None else float(scale)
-    return dict(_C.explain(q4, k4, v4, mask, scale, _causal_code(causal), kernel, float32_precision))
+    return dict(_C.explain(q4, k4, v4, mask, _as_scale(scale), _causal_code(causal), kernel, float32_precision))
 
 
 def kernels(device: Optional[str] = None) -> list:
@@ -113,6 +149,8 @@ def build_info() -> dict:
 
 @torch.library.register_fake("flash_attn_ext::fwd")
 def _fwd_fake(q, k, v, mask, scale, causal, kernel, precision):
+    _check_devices(q, k, v, mask)
+    _check_shapes(q, k, v, mask)
     B, H, L, _ = q.shape
     Ev = v.shape[-1]
     out = q.new_empty((B, H, L, Ev))
