@@ -192,7 +192,7 @@ def sdpa(backend, q, k, v, mask=None, causal=False):
 
 def bench(quick):
     rows = []
-    Ns = [512, 1024, 2048, 4096, 8192, 16384] if not quick else [1024, 4096]
+    Ns = [512, 1024, 2048, 4096, 8192, 16384] if not quick else [1024, 4096, 16384]
     backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION),
                 ("eff", SDPBackend.EFFICIENT_ATTENTION)]
 
@@ -212,11 +212,12 @@ def bench(quick):
         rows.append(r)
         print(json.dumps(r), flush=True)
 
-    for dt, E, N, causal in itertools.product((torch.bfloat16, torch.float16), (64, 128), Ns, (False, True)):
+    dtypes = (torch.bfloat16,) if quick else (torch.bfloat16, torch.float16)
+    for dt, E, N, causal in itertools.product(dtypes, (64, 128), Ns, (False, True)):
         point("std", dt, E, N, causal)
-    for N, causal in itertools.product([1024, 4096, 16384], (False, True)):
+    for N, causal in itertools.product([4096] if quick else [1024, 4096, 16384], (False, True)):
         point("E256", torch.bfloat16, 256, N, causal)
-    for N in [1024, 4096]:
+    for N in [4096] if quick else [1024, 4096]:
         mask = torch.rand(N, N, device=DEV) > 0.5
         unmasked = ("v3_nomask", lambda q, k, v: fa.flash_attention(q, k, v, kernel="v3_mma"))
         point("mask50", torch.bfloat16, 128, N, False, mask=mask, extra=(unmasked,))
@@ -239,6 +240,8 @@ def main():
             print("FAIL", f)
         for mode, (n, ok, rel) in stats.items():
             print(f"correctness {mode}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
+        print("fp32 max error / max|ref| at E=128 N=4096:", fp32_errors())
+    if args.no_check:
         print("fp32 max error / max|ref| at E=128 N=4096:", fp32_errors())
     rows = [] if args.no_bench else bench(args.quick)
     if args.json:

@@ -8,4 +8,4 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16
 start=$(date +%s)
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
-python3 scripts/check_v3.py --json "$OUT/check.json" "$@" 2>&1 | tee "$OUT/check.log"
+PYTHONPATH=$PWD python3 scripts/check_v3.py --json "$OUT/check.json" "$@" 2>&1 | tee "$OUT/check.log"

@@ -136,21 +136,23 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
 
     bool masked = n0 + BN > p.S || (CAUSAL && n0 + BN - 1 > r0 + off) ||
                   (p.mask_kind != MaskKind::kNone && r0 + 16 > p.L);
-    uint64_t vis = full_bits<BN>();
-    if (masked) vis = bounds_bits<BN, CAUSAL>(row_g, n0 + 2 * t, p.L, p.S, off);
-    if (has_bool) {
-      vis &= bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss);
-      masked = true;
-    }
-    if (masked && !has_float) {
-      if (__all_sync(0xffffffffu, vis == 0)) continue;  // nothing visible: no product, no update
-      if (__all_sync(0xffffffffu, vis == full_bits<BN>())) masked = false;
-    }
+    // Mask loads go out before Q*K^T and are first used after it: the products hide their latency.
+    const Bits<BN> mask_bits = has_bool ? bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss) : full_bits<BN>();
 
     float S[BN / 8][4];
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) S[i][0] = S[i][1] = S[i][2] = S[i][3] = 0.f;
     mma.qk(S, sQw, sK + (j & 1) * Cfg::kKElems, lane);
+
+    Bits<BN> vis = masked ? bounds_bits<BN, CAUSAL>(row_g, n0 + 2 * t, p.L, p.S, off) : full_bits<BN>();
+    if (has_bool) {
+      vis &= mask_bits;
+      masked = true;
+    }
+    if (masked && !has_float) {
+      if (__all_sync(0xffffffffu, vis == 0)) continue;  // nothing visible: no softmax update, no P*V
+      if (__all_sync(0xffffffffu, vis == full_bits<BN>())) masked = false;
+    }
 
     if (a.prescale) {
 #pragma unroll
@@ -161,7 +163,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
           if (has_float && ((vis >> (nb * 4 + e)) & 1)) {
             const float bias = load_bias(p.mask, mrow_off[e >> 1] + (n0 + nb * 8 + 2 * t + (e & 1)) * p.m_ss,
                                          p.mask_dtype);
-            if (bias == -INFINITY) vis &= ~(uint64_t{1} << (nb * 4 + e));
+            if (bias == -INFINITY) vis &= ~(Bits<BN>{1} << (nb * 4 + e));
             s = fmaf(bias, 1.4426950408889634f, s);
           }
           S[nb][e] = s;
@@ -178,12 +180,12 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
 
     online_softmax(S, O, m, l, c);
 
-    const uint32_t keys = masked ? warp_key_bits<BN>(vis) : 0u;
-    constexpr uint32_t kAllKeys = BN / 4 >= 32 ? 0xffffffffu : (1u << (BN / 4)) - 1;
+    const Bits<BN> keys = masked ? warp_key_bits<BN>(vis) : Bits<BN>{0};
+    constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
     if (masked && __any_sync(0xffffffffu, keys != kAllKeys))
       mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, keys);
     else
-      mma.template pv<false>(O, S, sV + (j & 1) * Cfg::kVElems, lane, 0u);
+      mma.template pv<false>(O, S, sV + (j & 1) * Cfg::kVElems, lane, Bits<BN>{0});
   }
 
   // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.

@@ -72,11 +72,11 @@ struct WarpMma16 {
 
   // O (16 x HD) += P * V, P taken from the score registers (the accumulator layout of two
   // n8 blocks is the A layout of one k16 step). With CLEAN, keys no row of this warp
-  // sees (bit nb*2 + e of `keys` clear) get V = 0, so NaN/Inf stored there cannot reach O
+  // sees (bit nb*4 + e of `keys` clear) get V = 0, so NaN/Inf stored there cannot reach O
   // through 0 * NaN.
-  template <bool CLEAN>
+  template <bool CLEAN, typename Bits>
   __device__ __forceinline__ void pv(float (&O)[HD / 8][4], const float (&P)[BN / 8][4], const uint16_t* sV,
-                                     int lane, uint32_t keys) const {
+                                     int lane, Bits keys) const {
     const int key = ((lane / 8) % 2) * 8 + lane % 8, col = (lane / 16) * 8;
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
@@ -85,9 +85,9 @@ struct WarpMma16 {
                              pack2<BF16>(P[2 * kk + 1][2], P[2 * kk + 1][3])};
       uint32_t keep0 = 0xffffffffu, keep1 = 0xffffffffu;
       if constexpr (CLEAN) {
-        const uint32_t k4 = keys >> (4 * kk);
-        keep0 = ((k4 & 1) ? 0x0000ffffu : 0u) | ((k4 & 2) ? 0xffff0000u : 0u);
-        keep1 = ((k4 & 4) ? 0x0000ffffu : 0u) | ((k4 & 8) ? 0xffff0000u : 0u);
+        const uint32_t k8 = static_cast<uint32_t>(keys >> (8 * kk));
+        keep0 = ((k8 & 0x01) ? 0x0000ffffu : 0u) | ((k8 & 0x02) ? 0xffff0000u : 0u);
+        keep1 = ((k8 & 0x10) ? 0x0000ffffu : 0u) | ((k8 & 0x20) ? 0xffff0000u : 0u);
       }
 #pragma unroll
       for (int nb = 0; nb < HD / 8; nb += 2) {
