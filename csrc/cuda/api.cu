@@ -29,9 +29,6 @@ struct CudaKernel {
 // The ladder, slowest first. Each rung takes every input of the API.
 const CudaKernel kCudaKernels[] = {
     {"naive", nullptr, 0, "reference: ATen matmul + softmax, materialises the (L, S) scores in float32"},
-    {"v0_naive", cuda::launch_v0_naive, 0, "one thread per query row, K/V straight from global memory"},
-    {"v1_tiled", cuda::launch_v1_tiled, 0, "one thread per query row, K/V tiles staged in shared memory"},
-    {"v2_warp", cuda::launch_v2_warp, 0, "warp-cooperative: lanes split the keys, shuffle reductions"},
     {"v3_mma", cuda::launch_v3_mma, 80, "tensor cores: mma.sync m16n8k16, ldmatrix, cp.async pipeline"},
 };
 
@@ -166,6 +163,11 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
                       "' is not a CUDA kernel; expected 'auto' or one of naive, v0_naive, v1_tiled, v2_warp, v3_mma");
     TORCH_CHECK_VALUE(sm >= k->min_sm, "flash_attention: kernel='", requested, "' needs compute capability ",
                       k->min_sm / 10, ".", k->min_sm % 10, " or newer; this device is ", sm / 10, ".", sm % 10);
+    TORCH_CHECK_VALUE(!(std::string(k->name) == "v3_mma" && p.dtype == ScalarKind::kFloat32 &&
+                        p.precision == Float32Precision::kIeee),
+                      "flash_attention: kernel='v3_mma' runs float32 on tensor cores (3xTF32 or TF32) and cannot "
+                      "honour float32_precision='ieee'; use float32_precision='auto', '3xtf32' or 'tf32', or a "
+                      "CUDA-core kernel");
     return {k->name, "requested by name"};
   }
   if (sm >= 80) {
