@@ -29,6 +29,9 @@ struct CudaKernel {
 // The ladder, slowest first. Each rung takes every input of the API.
 const CudaKernel kCudaKernels[] = {
     {"naive", nullptr, 0, "reference: ATen matmul + softmax, materialises the (L, S) scores in float32"},
+    {"v0_naive", cuda::launch_v0_naive, 0, "one thread per query row, K/V straight from global memory"},
+    {"v1_tiled", cuda::launch_v1_tiled, 0, "one thread per query row, K/V tiles staged in shared memory"},
+    {"v2_warp", cuda::launch_v2_warp, 0, "warp-cooperative: lanes split the keys, shuffle reductions"},
     {"v3_mma", cuda::launch_v3_mma, 80, "tensor cores: mma.sync m16n8k16, ldmatrix, cp.async pipeline"},
 };
 
