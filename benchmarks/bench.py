@@ -46,6 +46,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     ap.add_argument("--seqlens", nargs="+", type=int, help="override the preset's sequence lengths")
     ap.add_argument("--head-dims", nargs="+", type=int, help="override the preset's head dims")
     ap.add_argument("--providers", nargs="+", help="keep providers whose name contains one of these")
+    ap.add_argument("--float32-precision", help="passed to our kernels for float32 inputs (default: the library's)")
     ap.add_argument("--seconds", type=float, help="timing budget per provider and shape (CPU 1.0, CUDA 0.25)")
     ap.add_argument("--max-call-seconds", type=float, default=None,
                     help="skip a provider where its throughput so far predicts a slower call (CPU default 60)")
@@ -141,7 +142,7 @@ def main(argv: List[str]) -> int:
     dtypes = args.dtype or (["bfloat16"] if device.type == "cuda" else ["float32"])
     chosen = [name for name in cases_mod.PRESETS if getattr(args, name)] or ["quick"]
     case_list = cases_mod.build(chosen, device.type, dtypes, args.seqlens, args.head_dims)
-    providers = discover(device.type, args.providers)
+    providers = discover(device.type, args.providers, args.float32_precision)
     if not providers:
         print(f"bench.py: no provider matches --providers {' '.join(args.providers)}", file=sys.stderr)
         return 2
@@ -150,6 +151,7 @@ def main(argv: List[str]) -> int:
 
     meta = report.metadata(device, lib, [os.path.relpath(__file__)] + argv)
     meta.update(presets=chosen, providers={p.name: p.summary for p in providers},
+                float32_precision=args.float32_precision or "library default",
                 memory_method=memory.method(device.type))
     rows: List[dict] = []
     bar = tqdm(case_list, desc="bench", unit="shape", file=sys.stderr, dynamic_ncols=True)

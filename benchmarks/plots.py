@@ -85,7 +85,7 @@ def time_plot(rows: List[dict], path: str, meta: dict) -> bool:
     for ax, (key, group) in zip(axes, groups.items()):
         _draw(ax, group, lambda r: r["ms"], colours)
         ax.set_title(_group_title(key, group), fontsize=9)
-        ax.set_xlabel("key length S (= L, except decode)")
+        ax.set_xlabel("KV cache length S" if key[1] == "decode" else "sequence length N = L = S")
         ax.set_ylabel("median forward time, ms")
         ax.legend(fontsize=8)
     fig.suptitle(f"Forward time, {meta['device_name']} (torch {meta['torch']}, commit {meta['git_commit'][:8]})",

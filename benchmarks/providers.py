@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import glob
 import importlib
+import inspect
 import os
 import sys
 import warnings
@@ -43,9 +44,9 @@ class Provider:
         return self.bind(q, k, v, mask, causal)
 
 
-def _ours(lib, name: str) -> Callable:
+def _ours(lib, name: str, options: dict) -> Callable:
     def bind(q, k, v, mask, causal):
-        return lambda: lib.flash_attention(q, k, v, mask=mask, causal=causal, kernel=name)
+        return lambda: lib.flash_attention(q, k, v, mask=mask, causal=causal, kernel=name, **options)
 
     return bind
 
@@ -85,11 +86,19 @@ def _sdpa_backends(device: str) -> List[Provider]:
     return providers
 
 
-def discover(device: str, only: Optional[List[str]] = None) -> List[Provider]:
-    """Every kernel the library lists for this device, then SDPA; ``only`` keeps names containing any substring."""
+def discover(device: str, only: Optional[List[str]] = None, float32_precision: Optional[str] = None) -> List[Provider]:
+    """Every kernel the library lists for this device, then SDPA; ``only`` keeps names containing any substring.
+
+    ``float32_precision`` is passed to our kernels (None leaves the library's default).
+    """
     lib = import_library()
-    providers = [Provider(k["name"], "ours", k["summary"], _ours(lib, k["name"]),
-                          materialises_scores="naive" in k["name"])
+    options = {}
+    if float32_precision is not None:
+        if "float32_precision" not in inspect.signature(lib.flash_attention).parameters:
+            raise ValueError("this build of flash_attn_ext has no float32_precision argument")
+        options["float32_precision"] = float32_precision
+    providers = [Provider(k["name"], "ours", k["summary"], _ours(lib, k["name"], options),
+                          materialises_scores=k["name"] == "naive" or "materialises" in k["summary"])
                  for k in lib.kernels(device)]
     providers += _sdpa_backends(device)
     if only:

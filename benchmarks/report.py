@@ -80,6 +80,11 @@ def _case_label(r: dict) -> str:
     return f"B{r['B']} {heads} L{r['L']} S{r['S']} E{r['E']} {r['dtype']}{extra}"
 
 
+def _num(x: float) -> str:
+    """Three significant digits without exponents: 4230, 96.2, 4.75, 0.754."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}" if x >= 1 else f"{x:.3g}"
+
+
 def _short(status: str) -> str:
     return status.split(":")[0].replace("out of memory", "oom")
 
@@ -102,11 +107,11 @@ def tables(rows: List[dict], device: str) -> str:
     parts = []
     timed = [r for r in rows if r["measure"] == "time"]
     if timed:
-        parts.append(_table(timed, lambda r: f"{r['ms']:#.3g} ({r['tflops'] * scale:#.3g})",
+        parts.append(_table(timed, lambda r: f"{_num(r['ms'])} ({_num(r['tflops'] * scale)})",
                             f"Forward time: median ms ({unit}, FLOPs counted as in DESIGN.md section 5)"))
     mem = [r for r in rows if r["measure"] == "memory" or r.get("peak_extra_mib") is not None]
     if mem:
-        parts.append(_table(mem, lambda r: f"{r['peak_extra_mib']:.1f}" if r.get("peak_extra_mib") is not None else "-",
+        parts.append(_table(mem, lambda r: _num(r["peak_extra_mib"]) if r.get("peak_extra_mib") is not None else "-",
                             "Peak extra memory of one forward, MiB (output included)"))
     return "\n\n".join(parts)
 
