@@ -23,7 +23,7 @@ import cases as cases_mod
 import memory
 import plots
 import report
-from providers import Provider, discover, import_library, run_checked
+from providers import Provider, Unsupported, discover, import_library, run_checked
 from timing import Budget, clock_for, measure
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,51 +84,56 @@ class Runner:
             return f"skipped: predicted {case.flops() / rate / 1e3:.0f} s a call (> --max-call-seconds)"
         return None
 
+    def _first_call(self, case, p: Provider, inputs):
+        """Binds p to the inputs and runs it once: (callable, that call's wall-clock ms, None) or (None, None, why not)."""
+        why = self._skip_reason(case, p)
+        if why:
+            return None, None, why
+        try:
+            fn = p.call(*inputs, case.causal)
+        except Unsupported as exc:
+            return None, None, f"unsupported: {exc}"
+        self.clock.sync()
+        t0 = time.perf_counter()
+        out, why = run_checked(fn)
+        self.clock.sync()
+        ms = (time.perf_counter() - t0) * 1e3
+        del out
+        return (None, None, why) if why else (fn, ms, None)
+
     def time_case(self, case) -> List[dict]:
-        q, k, v, mask = cases_mod.make_inputs(case, self.device)
+        inputs = cases_mod.make_inputs(case, self.device)
         rows, fns, first_ms = {}, {}, {}
         for p in self.providers:
-            why = self._skip_reason(case, p)
-            if why is None:
-                try:
-                    fn = p.call(q, k, v, mask, case.causal)
-                except Exception as exc:  # a provider's refusal at bind time, recorded like a run-time one
-                    fn, why = None, f"unsupported: {exc}"
-            if why is None:
-                self.clock.sync()
-                t0 = time.perf_counter()
-                out, why = run_checked(fn)
-                self.clock.sync()
-                first_ms[p.name] = (time.perf_counter() - t0) * 1e3
-                del out
-            if why is None:
-                fns[p.name] = fn
-            else:
+            fn, ms, why = self._first_call(case, p, inputs)
+            if why:
                 rows[p.name] = self._row(case, p, why)
+            else:
+                fns[p.name], first_ms[p.name] = fn, ms
         timings = measure(fns, first_ms, self.clock, self.budget) if fns else {}
-        for p in self.providers:
-            if p.name in rows:
-                continue
-            t = timings[p.name]
+        for name, t in timings.items():
+            p = next(p for p in self.providers if p.name == name)
             values = dict(t, tflops=case.flops() / t["ms"] / 1e9, kv_gbps=case.kv_bytes() / t["ms"] / 1e6)
-            self.flops_per_ms[p.name] = max(self.flops_per_ms.get(p.name, 0.0), case.flops() / t["ms"])
+            self.flops_per_ms[name] = max(self.flops_per_ms.get(name, 0.0), case.flops() / t["ms"])
             if self.device.type == "cuda":
-                values["peak_extra_mib"] = memory.cuda_peak_extra(fns[p.name])
-            rows[p.name] = self._row(case, p, "ok", **values)
+                values["peak_extra_mib"] = memory.cuda_peak_extra(fns[name])
+            rows[name] = self._row(case, p, "ok", **values)
         return [rows[p.name] for p in self.providers]
 
     def memory_case(self, case) -> List[dict]:
+        """CPU: one fresh process per provider; CUDA: in this process, after a first call."""
         inputs = cases_mod.make_inputs(case, self.device) if self.device.type == "cuda" else None
         rows = []
         for p in self.providers:
-            mib, why = None, self._skip_reason(case, p)
-            if why is None and inputs is None:
-                mib, why = memory.cpu_peak_extra(case, p.name)
-            elif why is None:
-                fn = p.call(*inputs, case.causal)
-                out, why = run_checked(fn)
-                del out
-                mib = None if why else memory.cuda_peak_extra(fn)
+            mib, why = None, None
+            if inputs is None:
+                why = self._skip_reason(case, p)
+                if why is None:
+                    mib, why = memory.cpu_peak_extra(case, p.name)
+            else:
+                fn, _, why = self._first_call(case, p, inputs)
+                if why is None:
+                    mib = memory.cuda_peak_extra(fn)
             rows.append(self._row(case, p, why or "ok", peak_extra_mib=mib))
         return rows
 

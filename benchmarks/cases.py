@@ -160,12 +160,11 @@ def quick(device: str, dtypes: Sequence[str], seqlens=None, head_dims=None) -> L
 
 
 def acceptance(device: str, dtypes: Sequence[str], seqlens=None, head_dims=None) -> List[Case]:
-    """Exactly the README's figures: flash vs SDPA at 2048, flash vs naive at 4096, memory at 16384 (float32)."""
-    cases = []
-    for N in (2048, 4096):
-        cases += _square("acceptance", [N], [64], ["float32"], [False, "top_left"], batch=1, heads=8)
-    cases += _square("acceptance", [16384], [64], ["float32"], [False], batch=1, heads=1, measure="memory")
-    return cases
+    """The README's figures (float32): flash vs SDPA at 2048, flash vs naive at 4096, memory at 16384
+    (with the smaller lengths too, so the memory plot has a curve)."""
+    cases = _square("acceptance", [2048, 4096], [64], ["float32"], [False, "top_left"], batch=1, heads=8)
+    return cases + _square("acceptance", [2048, 4096, 8192, 16384], [64], ["float32"], [False], batch=1, heads=1,
+                           measure="memory")
 
 
 PRESETS = {"quick": quick, "grid": grid, "decode": decode, "mask": masked, "memory": memory_sweep,

@@ -48,7 +48,7 @@ def _groups(rows: List[dict]) -> Dict[Tuple, List[dict]]:
         key = (r["preset"], r["kind"], r["dtype"], r["E"], r["causal"], r["mask"], r["Hkv"] / r["H"],
                r["B"] if r["kind"] == "decode" else None)
         groups.setdefault(key, []).append(r)
-    return groups
+    return {key: rows for key, rows in groups.items() if len({r["S"] for r in rows}) > 1}  # a curve needs 2 points
 
 
 def _draw(ax, rows: List[dict], value, colours: Dict[str, str]) -> None:
@@ -78,9 +78,9 @@ def _grid_of(n: int):
 
 def time_plot(rows: List[dict], path: str, meta: dict) -> bool:
     timed = [r for r in rows if r["measure"] == "time" and r["status"] == "ok"]
-    if not timed:
-        return False
     groups, colours = _groups(timed), _colours(timed)
+    if not groups:
+        return False
     fig, axes = _grid_of(len(groups))
     for ax, (key, group) in zip(axes, groups.items()):
         _draw(ax, group, lambda r: r["ms"], colours)
@@ -100,9 +100,9 @@ def memory_plot(rows: List[dict], path: str, meta: dict) -> bool:
     mem = [r for r in rows if r["status"] == "ok" and r.get("peak_extra_mib") is not None]
     sweep = [r for r in mem if r["measure"] == "memory"]
     mem = sweep or mem
-    if not mem:
-        return False
     groups, colours = _groups(mem), _colours(mem)
+    if not groups:
+        return False
     fig, axes = _grid_of(len(groups))
     for ax, (key, group) in zip(axes, groups.items()):
         _draw(ax, group, lambda r: max(r["peak_extra_mib"], 1e-2), colours)

@@ -106,18 +106,26 @@ def discover(device: str, only: Optional[List[str]] = None, float32_precision: O
     return providers
 
 
+def _first_line(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def run_checked(fn: Callable[[], torch.Tensor]):
     """Runs fn once; returns (output, None) or (None, why it could not run)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SDPA warns on each refusal before raising
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # SDPA says why it refuses in warnings, then raises a generic error
+        try:
             return fn(), None
-    except Unsupported as exc:
-        return None, f"unsupported: {exc}"
-    except torch.OutOfMemoryError:
-        with contextlib.suppress(Exception):
-            torch.cuda.empty_cache()
-        return None, "out of memory"
-    except (RuntimeError, ValueError, NotImplementedError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"unsupported: {first[:160]}"
+        except Unsupported as exc:
+            return None, f"unsupported: {exc}"
+        except torch.OutOfMemoryError:
+            with contextlib.suppress(Exception):
+                torch.cuda.empty_cache()
+            return None, "out of memory"
+        except (RuntimeError, ValueError, NotImplementedError) as exc:
+            why = _first_line(exc) or type(exc).__name__
+            hints = [_first_line(w.message) for w in caught if _first_line(w.message)]
+            if hints:
+                why += f" ({hints[-1]})"
+            return None, f"unsupported: {why[:240]}"

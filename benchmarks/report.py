@@ -141,8 +141,9 @@ def acceptance_summary(rows: List[dict]) -> str:
             theirs = _pick(acc, provider=other, L=N, causal=causal, measure="time")
             if mine and theirs:
                 a, b = mine[0]["ms"], theirs[0]["ms"]
+                verdict = f"{b / a:.2f}x faster" if a < b else f"{a / b:.2f}x slower"
                 lines.append(f"  L=S={N} {'causal' if causal else 'full  '}: {flash} {a:.1f} ms, {other} {b:.1f} ms,"
-                             f" {flash}/{other} = {a / b:.3f}")
+                             f" {flash}/{other} = {a / b:.3f} ({flash} is {verdict})")
     for name, target in ((flash, "target < 64 MiB"), ("naive", "expected ~1 GiB"), ("sdpa", "for scale")):
         got = _pick(acc, provider=name, L=16384, measure="memory")
         if got and got[0].get("peak_extra_mib") is not None:
