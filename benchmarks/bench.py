@@ -1,7 +1,7 @@
 """Benchmark: our kernels vs torch SDPA, side by side, on the shapes of DESIGN.md section 5.
 
     python benchmarks/bench.py --quick              small set sized for the device here (the default)
-    python benchmarks/bench.py --acceptance         exactly the README's figures (CPU, float32)
+    python benchmarks/bench.py --acceptance         exactly the README's figures (float32)
     python benchmarks/bench.py --grid --dtype bfloat16 --head-dims 64 128
     python benchmarks/bench.py --decode --mask --memory
 
@@ -38,7 +38,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                        ("decode", "L = 1 against a KV cache, 32 query heads on 8 KV heads (GQA)"),
                        ("mask", "a dense (L, S) bool and float mask, random half kept"),
                        ("memory", "peak extra memory vs N"),
-                       ("acceptance", "the README's figures: flash vs SDPA at 2048, vs naive at 4096, memory at 16k")):
+                       ("acceptance", "the README's figures: flash vs SDPA at 2048, vs naive at 4096, memory at 16k "
+                                      "(fixed shapes: the overrides below do not apply)")):
         presets.add_argument(f"--{name}", action="store_true", help=what)
     ap.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     ap.add_argument("--dtype", nargs="+", choices=list(cases_mod.DTYPES),
@@ -85,7 +86,10 @@ class Runner:
         return None
 
     def _first_call(self, case, p: Provider, inputs):
-        """Binds p to the inputs and runs it once: (callable, that call's wall-clock ms, None) or (None, None, why not)."""
+        """Binds p to the inputs and runs it once.
+
+        Returns (callable, that call's wall-clock ms, None), or (None, None, why it did not run).
+        """
         why = self._skip_reason(case, p)
         if why:
             return None, None, why

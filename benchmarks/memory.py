@@ -26,7 +26,6 @@ from typing import Optional, Tuple
 import torch
 
 MIB = float(1 << 20)
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def cuda_peak_extra(fn) -> float:

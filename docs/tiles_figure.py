@@ -30,8 +30,8 @@ def _frame(ax, title):
 def naive(ax):
     _frame(ax, "naive: the whole L×S score matrix is held")
     ax.add_patch(Rectangle((0, 0), N, N, facecolor="#d62728", alpha=0.55))
-    ax.text(N / 2, N / 2, "S = scale·QKᵀ + mask\nP = softmax(S)\nL·S numbers\n(fp32, L = S = 16k:\n1 GiB per head)", ha="center",
-            va="center", fontsize=10, color="white", weight="bold")
+    label = "S = scale·QKᵀ + mask\nP = softmax(S)\nL·S numbers\n(fp32, L = S = 16k:\n1 GiB per head)"
+    ax.text(N / 2, N / 2, label, ha="center", va="center", fontsize=10, color="white", weight="bold")
     ax.text(N + 0.8, N / 2, "then\nO = P·V", va="center", fontsize=9)
 
 
