@@ -17,7 +17,7 @@ import flash_attn_ext
 
 # Deterministic by default so CI failures reproduce; HYPOTHESIS_PROFILE=fuzz explores more, with new seeds.
 settings.register_profile(
-    "ci", deadline=None, max_examples=25, derandomize=True, print_blob=True,
+    "ci", deadline=None, max_examples=40, derandomize=True, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
