@@ -35,7 +35,8 @@ def _kernel_params():
     cuda = flash_attn_ext.kernels("cuda")
     if not cuda:
         # A GPU with a CPU-only build: tests/gpu/test_cuda_only.py fails loudly for that case.
-        return params + [pytest.param("cuda", None, id="cuda", marks=pytest.mark.skip(reason="build has no CUDA kernels"))]
+        no_kernels = pytest.mark.skip(reason="build has no CUDA kernels")
+        return params + [pytest.param("cuda", None, id="cuda", marks=no_kernels)]
     return params + [pytest.param("cuda", k["name"], id=f"cuda-{k['name']}") for k in cuda]
 
 
