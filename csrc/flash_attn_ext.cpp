@@ -13,8 +13,13 @@ namespace flash_attn_ext {
 TORCH_LIBRARY(flash_attn_ext, m) {
   // q (B, H, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev), mask broadcastable to (B, H, L, S).
   // causal: 0 none, 1 top-left, 2 bottom-right. kernel: "auto" or a name from kernels().
+  // precision: how float32 inputs use tensor cores ("auto", "ieee", "3xtf32", "tf32"); ignored otherwise.
   // Returns out (B, H, L, Ev) in q's dtype and lse (B, H, L) float32.
-  m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? mask, float? scale, int causal, str kernel) -> (Tensor, Tensor)");
+  m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? mask, float? scale, int causal, str kernel, str precision) -> (Tensor, Tensor)");
+  // The backward of fwd from its saved out and lse (dlse: gradient of lse, if it was used).
+  // Returns dq, dk, dv in the inputs' layout-free contiguous form and, when mask_grad, dS as
+  // (B, H, L, S) in the accumulator dtype (an empty tensor otherwise); ops.py reduces dS to the mask's shape.
+  m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, Tensor? mask, float? scale, int causal, str kernel, bool mask_grad) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace {
@@ -47,8 +52,8 @@ pybind11::list kernels() {
 // The kernel a call would run and why, without running it.
 pybind11::dict explain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
-                       const std::string& kernel) {
-  ForwardCall c = prepare_forward(q, k, v, mask, scale, causal, /*allocate=*/false);
+                       const std::string& kernel, const std::string& precision) {
+  ForwardCall c = prepare_forward(q, k, v, mask, scale, causal, precision, /*allocate=*/false);
   KernelChoice choice;
   if (q.device().is_cpu()) {
     choice = choose_cpu_kernel(c.params, kernel);

@@ -1,5 +1,5 @@
 """The op as PyTorch sees it: schema, fake (meta) kernel, FakeTensorMode and torch.compile.
-Autograd is not implemented yet, so opcheck runs only the forward-only utilities."""
+opcheck runs all its utilities, autograd included."""
 import pytest
 import torch
 from torch._subclasses import FakeTensorMode
@@ -30,15 +30,15 @@ def test_opcheck(device, kernel, gen):
     for name, args in _samples(gen, device):
         if device != "cpu":
             attend(kernel, *args[:3])  # skips kernels that decline the inputs
-        torch.library.opcheck(FWD, (*args, kernel), test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(FWD, (*args, kernel, "auto"))
 
 
 def test_fake_tensor_mode_matches_real_metadata(device, kernel, gen):
     for name, args in _samples(gen, device):
-        out, lse = FWD(*args, kernel)
+        out, lse = FWD(*args, kernel, "auto")
         with FakeTensorMode(allow_non_fake_inputs=False) as mode:
             fake_args = tuple(mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args)
-            f_out, f_lse = FWD(*fake_args, kernel)
+            f_out, f_lse = FWD(*fake_args, kernel, "auto")
         for real, fake in ((out, f_out), (lse, f_lse)):
             assert fake.shape == real.shape and fake.dtype == real.dtype and fake.device == real.device, name
             assert fake.stride() == real.stride(), name
@@ -59,7 +59,7 @@ def test_fake_kernel_rejects_what_the_real_kernel_rejects(device, gen, bad):
         fq, fk, fv = (mode.from_tensor(t.to(device)) for t in (q, k, v))
         fm = None if mask is None else mode.from_tensor(mask.to(device))
         with pytest.raises((ValueError, RuntimeError), match="flash_attention"):
-            FWD(fq, fk, fv, fm, None, 0, "auto")
+            FWD(fq, fk, fv, fm, None, 0, "auto", "auto")
 
 
 def test_compile_fullgraph_matches_eager(device, kernel, gen):

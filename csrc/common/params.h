@@ -17,6 +17,11 @@ enum class CausalMode : int32_t { kNone = 0, kTopLeft = 1, kBottomRight = 2 };
 
 enum class MaskKind : int32_t { kNone = 0, kBool = 1, kFloat = 2 };
 
+// How float32 inputs use tensor cores on CUDA: kAuto picks the accurate default
+// (3xTF32 where a tensor-core kernel runs, IEEE otherwise); kIeee stays on CUDA cores;
+// k3xTf32 splits each operand into big + small TF32 parts; kTf32 is one plain TF32 product.
+enum class Float32Precision : int32_t { kAuto = 0, kIeee = 1, k3xTf32 = 2, kTf32 = 3 };
+
 struct FwdParams {
   // q (B, H, L, E), k (B, Hkv, S, E), v (B, Hkv, S, Ev), out (B, H, L, Ev).
   const void* q = nullptr;
@@ -45,6 +50,8 @@ struct FwdParams {
   float scale_log2 = 1.0f;                  // scale * log2(e), for exp2-based softmax
   double scale_f64 = 1.0;                   // the exact scale for the float64 CPU path
 
+  Float32Precision precision = Float32Precision::kAuto;  // float32 inputs only
+
   CausalMode causal = CausalMode::kNone;
   // 0 for top-left, S - L for bottom-right (may be negative when L > S).
   int64_t causal_offset = 0;
@@ -55,6 +62,32 @@ struct FwdParams {
     int64_t end = i + causal_offset + 1;
     return end < 0 ? 0 : (end > S ? S : end);
   }
+};
+
+}  // namespace flash_attn_ext
+
+namespace flash_attn_ext {
+
+// The backward of one call: the forward's params (q, k, v, out, lse, mask, scale,
+// causal, GQA) plus the incoming gradient and the gradients to write.
+struct BwdParams {
+  FwdParams fwd;  // fwd.out and fwd.lse point at the forward's saved results
+
+  const void* dout = nullptr;  // (B, H, L, Ev), strides below, unit last stride
+  int64_t do_sb = 0, do_sh = 0, do_sl = 0;
+
+  // D_i = rowsum(dO_i * O_i) - dlse_i: the row term of dS = P * (dP - D). (B, H, L)
+  // contiguous, in the accumulator type (double for float64 inputs, float otherwise).
+  const void* delta = nullptr;
+
+  // dq (B, H, L, E), dk (B, Hkv, S, E), dv (B, Hkv, S, Ev): contiguous, in the inputs' dtype.
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+
+  // When the float mask needs a gradient: dS for every (b, h, i, j), (B, H, L, S) contiguous
+  // in the accumulator type; the host sums it over the mask's broadcast dims. nullptr otherwise.
+  void* dscores = nullptr;
 };
 
 }  // namespace flash_attn_ext

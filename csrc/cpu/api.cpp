@@ -8,6 +8,7 @@
 
 #include "../common/checks.h"
 #include "../common/registry.h"
+#include "backward_kernels.h"
 #include "kernels.h"
 
 namespace flash_attn_ext {
@@ -27,8 +28,10 @@ namespace {
 
 std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            const std::optional<at::Tensor>& mask, std::optional<double> scale,
-                                           int64_t causal, c10::string_view kernel) {
-  ForwardCall c = prepare_forward(q, k, v, mask, scale, causal);
+                                           int64_t causal, c10::string_view kernel,
+                                           c10::string_view precision) {
+  // The CPU always computes float32 in IEEE arithmetic; precision is still validated.
+  ForwardCall c = prepare_forward(q, k, v, mask, scale, causal, std::string(precision));
   const KernelChoice choice = choose_cpu_kernel(c.params, std::string(kernel));
   if (c.empty) return {c.out, c.lse};
   const FwdParams& p = c.params;
@@ -51,10 +54,39 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor
   return {c.out, c.lse};
 }
 
+// Runs fn(begin, end, scratch) over [0, n) on the intra-op thread pool, each chunk with its own
+// 64-byte-aligned scratch of `bytes` bytes.
+template <typename Fn>
+void parallel_with_scratch(int64_t n, size_t bytes, const Fn& fn) {
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<char[]> scratch(new char[bytes + 64]);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
+    fn(begin, end, aligned);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cpu(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
+  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+  choose_cpu_kernel(c.fwd.params, std::string(kernel));  // validates the name; both kernels share this backward
+  at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
+  if (c.empty) return {c.dq, c.dk, c.dv, dscores};
+  const BwdParams& bp = c.params;
+  const size_t bytes = cpu::backward_scratch_bytes(bp);
+  parallel_with_scratch(cpu::backward_kv_num_work(bp), bytes,
+                        [&](int64_t b, int64_t e, void* s) { cpu::backward_kv(bp, b, e, s); });
+  parallel_with_scratch(cpu::backward_q_num_work(bp), bytes,
+                        [&](int64_t b, int64_t e, void* s) { cpu::backward_q(bp, b, e, s); });
+  return {c.dq, c.dk, c.dv, dscores};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(flash_attn_ext, CPU, m) {
   m.impl("fwd", &fwd_cpu);
+  m.impl("bwd", &bwd_cpu);
 }
 
 }  // namespace flash_attn_ext
