@@ -51,6 +51,7 @@ CASES = {
                            r"\bmask\b"),
     "mask-int": (lambda d: _qkv(d, mask=_t(4, 4, dtype=torch.int32, device=d)), r"\bmask\b.*Int"),
     "kernel-unknown": (lambda d: _qkv(d, kernel="fastest"), r"kernel.*fastest"),
+    "precision-unknown": (lambda d: _qkv(d, float32_precision="fp64"), r"float32_precision.*fp64"),
     "scale-nan": (lambda d: _qkv(d, scale=float("nan")), r"\bscale\b"),
     "scale-inf": (lambda d: _qkv(d, scale=float("inf")), r"\bscale\b"),
     "scale-not-a-number": (lambda d: _qkv(d, scale="abc"), r"\bscale\b"),
