@@ -45,7 +45,8 @@ def test_hidden_keys_never_leak(device, kernel, gen, value, dtype):
         q, k, v = qkv(gen, B=2, H=2, L=L, S=S, E=40, dtype=dtype, device=device)
         clean, clean_lse = check(kernel, q, k, v, mask=mask, causal=causal)
         out, lse = attend(kernel, q, _poison(k, hidden, value), _poison(v, hidden, value), mask=mask, causal=causal)
-        assert torch.equal(out, clean) and torch.equal(lse, clean_lse), f"{name}: hidden K/V = {value} changed the result"
+        same = torch.equal(out, clean) and torch.equal(lse, clean_lse)
+        assert same, f"{name}: hidden K/V = {value} changed the result"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -74,3 +74,13 @@ def test_nan_padded_mask_view(device, kernel, gen):
     bias = torch.randn((B, 1, L, S), generator=gen).to(device)
     got = check(kernel, q, k, v, mask=poisoned_view(bias))
     _same(got, attend(kernel, q, k, v, mask=bias))
+
+
+def test_stride0_broadcast_inputs(device, kernel, gen):
+    # One K/V shared by the whole batch (a common prefix) and one query row repeated: stride-0 dims read in place.
+    q1, k1, v1 = qkv(gen, B=1, H=H, L=1, S=S, E=E, device=device)
+    q, k, v = q1.expand(B, H, L, E), k1.expand(B, H, S, E), v1.expand(B, H, S, E)
+    assert q.stride(0) == q.stride(2) == k.stride(0) == 0
+    out, lse = check(kernel, q, k, v)
+    assert torch.equal(out[1], out[0]) and torch.equal(out[:, :, 7], out[:, :, 0])
+    _same((out, lse), attend(kernel, q.contiguous(), k.contiguous(), v.contiguous()))

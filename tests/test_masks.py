@@ -10,7 +10,9 @@ from support.runner import attend, check
 B, H, L, S = 2, 3, 37, 70
 FULL = (B, H, L, S)
 # Every 4-D form [B|1, H|1, L|1, S|1], then the shorter ranks broadcasting from the right.
-FORMS_4D = [tuple(n if keep else 1 for n, keep in zip(FULL, keeps)) for keeps in itertools.product((True, False), repeat=4)]
+FORMS_4D = [
+    tuple(n if keep else 1 for n, keep in zip(FULL, keeps)) for keeps in itertools.product((True, False), repeat=4)
+]
 FORMS_LOW = [(S,), (1,), (L, S), (1, S), (L, 1), (H, L, S), (1, L, S), (H, 1, S), (H, L, 1), ()]
 FORMS = FORMS_4D + FORMS_LOW
 MASK_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -55,7 +57,8 @@ def test_stride0_and_noncontiguous_masks_equal_contiguous(device, kernel, gen, s
     q, k, v = qkv(gen, B=B, H=H, L=L, S=S, device=device)
     small = (float_mask if float_bias else bool_mask)(shape, gen, device=device)
     expanded = small.expand(FULL)
-    strided = torch.zeros([2 * n for n in shape], dtype=small.dtype, device=device)[tuple(slice(None, None, 2) for _ in shape)]
+    every_other = tuple(slice(None, None, 2) for _ in shape)
+    strided = torch.zeros([2 * n for n in shape], dtype=small.dtype, device=device)[every_other]
     strided.copy_(small)
     variants = [expanded, strided]
     if len(shape) > 1:
@@ -64,7 +67,8 @@ def test_stride0_and_noncontiguous_masks_equal_contiguous(device, kernel, gen, s
     base, base_lse = check(kernel, q, k, v, mask=small)
     for variant in variants:
         out, lse = attend(kernel, q, k, v, mask=variant)
-        assert torch.equal(out, base) and torch.equal(lse, base_lse), f"mask strides {variant.stride()} changed the result"
+        same = torch.equal(out, base) and torch.equal(lse, base_lse)
+        assert same, f"mask strides {variant.stride()} changed the result"
 
 
 def test_fully_masked_rows_give_zero_and_minus_inf(device, kernel, gen):

@@ -16,8 +16,17 @@ def test_logits_around_1e4_stay_finite_and_accurate(device, kernel, gen, dtype, 
     # q.k has std sqrt(64) = 8; scale 420 puts the logits at ~3e3 std, ~1.5e4 at the extremes. A kernel
     # without max-subtraction overflows exp(); one with a half-precision accumulator loses the answer.
     q, k, v = qkv(gen, B=1, H=2, L=113, S=203, E=64, dtype=dtype, device=device)
-    out, lse = check(kernel, q, k, v, scale=420.0, causal=causal, budget_dtype=torch.float32)
+    _, lse = check(kernel, q, k, v, scale=420.0, causal=causal, budget_dtype=torch.float32)
     assert lse.abs().max() > 5e3
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("n", [1, 2, 5, 17, 128])
+def test_short_sequences_with_grown_logits(device, kernel, gen, n, dtype):
+    # q x5 and k x3 (the tail-block case from FlashAttention's suite): single, partial and exactly full tiles.
+    q, k, v = qkv(gen, B=2, H=2, L=n, S=n, E=64, dtype=dtype, device=device)
+    check(kernel, q * 5, k * 3, v, causal=True, budget_dtype=torch.float32)
+    check(kernel, q * 5, k * 3, v, budget_dtype=torch.float32)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -65,5 +74,5 @@ def test_identical_keys_average_values(device, kernel, gen):
     q = randn((1, 1, 20, 8), gen, device=device) * 100
     k = randn((1, 1, 1, 8), gen, device=device).expand(1, 1, 257, 8)
     v = randn((1, 1, 257, 5), gen, device=device)
-    out, lse = attend(kernel, q, k, v)
+    out, _ = attend(kernel, q, k, v)
     torch.testing.assert_close(out, v.mean(dim=2, keepdim=True).expand_as(out), rtol=1e-5, atol=1e-5)

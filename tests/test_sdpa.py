@@ -16,7 +16,8 @@ B, H, L, S = 2, 4, 77, 130
 def _sdpa(q, k, v, scale, mask, causal):
     gqa = q.shape[1] != k.shape[1]
     if causal == "bottom_right":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(q.shape[2], k.shape[2]), scale=scale, enable_gqa=gqa)
+        mask = causal_lower_right(q.shape[2], k.shape[2])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=bool(causal), scale=scale, enable_gqa=gqa)
 
 

@@ -9,7 +9,8 @@ ODD = (1, 97, 113, 1025)
 PAIRS = [(L, S) for L in ODD for S in ODD] + [
     (113, 203), (128, 217), (108, 256), (1023, 1024), (1024, 1023), (1, 239), (1, 799), (239, 1), (799, 1),
 ]
-HEAD_DIMS = (1, 3, 8, 40, 59, 64, 80, 111, 128, 256)
+OTHER_DTYPE_PAIRS = [(113, 203), (1023, 1024), (1, 799), (97, 1)]
+HEAD_DIMS = (1, 3, 8, 16, 32, 40, 59, 64, 80, 96, 111, 128, 160, 192, 256)
 
 
 @pytest.mark.parametrize("L,S", PAIRS, ids=[f"L{L}-S{S}" for L, S in PAIRS])
@@ -19,7 +20,7 @@ def test_odd_lengths(device, kernel, gen, L, S):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
-@pytest.mark.parametrize("L,S", [(113, 203), (1023, 1024), (1, 799), (97, 1)], ids=["L113-S203", "L1023-S1024", "L1-S799", "L97-S1"])
+@pytest.mark.parametrize("L,S", OTHER_DTYPE_PAIRS, ids=[f"L{L}-S{S}" for L, S in OTHER_DTYPE_PAIRS])
 def test_odd_lengths_other_dtypes(device, kernel, gen, L, S, dtype):
     q, k, v = qkv(gen, B=1, H=2, L=L, S=S, E=64, dtype=dtype, device=device)
     check(kernel, q, k, v)

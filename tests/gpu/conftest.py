@@ -12,4 +12,5 @@ def pytest_generate_tests(metafunc):
     if names:
         metafunc.parametrize("cuda_kernel", names)
     else:
-        metafunc.parametrize("cuda_kernel", [pytest.param(None, id="none", marks=pytest.mark.skip(reason="no CUDA device or kernels"))])
+        skip = pytest.mark.skip(reason="no CUDA device or kernels")
+        metafunc.parametrize("cuda_kernel", [pytest.param(None, id="none", marks=skip)])

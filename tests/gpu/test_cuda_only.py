@@ -58,7 +58,9 @@ def test_cuda_graph_capture_and_replay(cuda_kernel, gen):
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out, lse = flash_attn_ext.flash_attention(*static, mask=mask, causal="bottom_right", return_lse=True, kernel=cuda_kernel)
+        out, lse = flash_attn_ext.flash_attention(
+            *static, mask=mask, causal="bottom_right", return_lse=True, kernel=cuda_kernel
+        )
     for _ in range(3):
         for dst, src in zip(static, qkv(gen, **shape)):
             dst.copy_(src)
