@@ -21,44 +21,48 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import flash_attn_ext as fa  # noqa: E402
 
 
-def interleaved(fns, reps, warmup=2):
+def interleaved(a, b, reps, warmup=2):
+    """Median times of a and b run alternately, and the median of the per-pair ratios time(b) / time(a):
+    a burst of load from elsewhere slows both runs of a pair, so the pairwise ratio drifts less."""
     for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
+        a()
+        b()
+    ta, tb = [], []
     for _ in range(reps):
-        for t, fn in zip(times, fns):
+        for t, fn in ((ta, a), (tb, b)):
             start = time.perf_counter()
             fn()
             t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return statistics.median(ta), statistics.median(tb), statistics.median(y / x for x, y in zip(ta, tb))
 
 
 def vs_sdpa(B, H, L, S, E, causal, dtype, reps):
     q, k, v = (torch.randn(B, H, n, E, dtype=dtype) for n in (L, S, S))
-    ours, sdpa = interleaved(
-        [
-            lambda: fa.flash_attention(q, k, v, causal=causal, kernel="flash"),
-            lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-        ],
+    ours, sdpa, pairwise = interleaved(
+        lambda: fa.flash_attention(q, k, v, causal=causal, kernel="flash"),
+        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
         reps,
     )
     flops = 4 * B * H * L * S * E / (2 if causal else 1)
     print(
         f"B{B} H{H} L{L} S{S} E{E} {str(dtype)[6:]:8s} causal={causal!s:5s}  ours {ours * 1e3:8.2f} ms "
-        f"({flops / ours / 1e9:6.1f} GFLOP/s)  sdpa {sdpa * 1e3:8.2f} ms  ratio sdpa/ours {sdpa / ours:5.2f}x",
+        f"({flops / ours / 1e9:6.1f} GFLOP/s)  sdpa {sdpa * 1e3:8.2f} ms  sdpa/ours: medians {sdpa / ours:5.2f}x, "
+        f"pairwise {pairwise:5.2f}x",
         flush=True,
     )
-    return sdpa / ours
+    return pairwise
 
 
 def vs_naive(L, E, reps):
     q, k, v = (torch.randn(1, 1, L, E) for _ in range(3))
-    ours, naive = interleaved(
-        [lambda: fa.flash_attention(q, k, v, kernel="flash"), lambda: fa.naive_attention(q, k, v)], reps, warmup=1
+    ours, naive, pairwise = interleaved(
+        lambda: fa.flash_attention(q, k, v, kernel="flash"), lambda: fa.naive_attention(q, k, v), reps, warmup=1
     )
-    print(f"L=S={L} E{E} one head  ours {ours * 1e3:8.2f} ms  naive {naive * 1e3:8.2f} ms  ratio {naive / ours:5.2f}x")
-    return naive / ours
+    print(
+        f"L=S={L} E{E} one head  ours {ours * 1e3:8.2f} ms  naive {naive * 1e3:8.2f} ms  naive/ours: medians "
+        f"{naive / ours:5.2f}x, pairwise {pairwise:5.2f}x"
+    )
+    return pairwise
 
 
 def peak_memory_child(L, E):

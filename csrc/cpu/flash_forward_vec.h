@@ -41,14 +41,16 @@ void flash_forward_generic(const FwdParams& p, const VecScratch& s, int64_t work
 size_t flash_forward_f64_scratch_bytes(const FwdParams& p);
 void flash_forward_f64(const FwdParams& p, int64_t work_begin, int64_t work_end, void* scratch);
 
-// Work item w -> (batch * head, query block). Within a head the blocks go 0, n-1, 1, n-2, ...
-// so that any contiguous run of items (what each thread gets) mixes short and long causal rows.
+// Work item w -> (batch, head, query block), ordered by the work they hold, largest first:
+// w runs over query blocks n-1, n-2, ..., 0 (under a causal mask the last rows see the most
+// keys), and over every (batch, head) within each. Threads that take items in this order
+// from a shared counter finish together.
 struct WorkItem {
   int64_t b, h, qb;
 };
 inline WorkItem work_item(const FwdParams& p, int64_t w, int64_t q_blocks) {
-  const int64_t bh = w / q_blocks, t = w % q_blocks;
-  const int64_t qb = (t % 2 == 0) ? t / 2 : q_blocks - 1 - t / 2;
+  const int64_t bh_count = p.B * p.H;
+  const int64_t bh = w % bh_count, qb = q_blocks - 1 - w / bh_count;
   return {bh / p.H, bh % p.H, qb};
 }
 
