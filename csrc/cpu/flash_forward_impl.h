@@ -77,40 +77,56 @@ void load_queries(const FwdParams& p, const T* q, int64_t rows, float* qt) {
     for (int64_t r = rows; r < kBr; ++r) qt[e * kBr + r] = 0.0f;
 }
 
-// ---- Step 1: scores. St[c][.] = K[c] . Qt for R keys at a time, every query panel.
-template <class Simd, int R>
+// ---- Step 1: scores. St[c][.] = K[c] . Qt for R keys and NV vectors of query lanes at a time.
+template <class Simd, int R, int NV>
 inline void score_keys(const float* k, int64_t ldk, const float* qt, int64_t E, float* st) {
   using V = typename Simd::V;
-  constexpr int W = Simd::kWidth, NV = Simd::kQkVecs;
-  for (int64_t r0 = 0; r0 < kBr; r0 += NV * W) {
-    V acc[R][NV];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < NV; ++j) acc[i][j] = Simd::zero();
-    const float* qe = qt + r0;
-    for (int64_t e = 0; e < E; ++e, qe += kBr) {
-      V qv[NV];
-      for (int j = 0; j < NV; ++j) qv[j] = Simd::load(qe + j * W);
-      for (int i = 0; i < R; ++i) {
-        const V kb = Simd::set1(k[i * ldk + e]);
-        for (int j = 0; j < NV; ++j) acc[i][j] = Simd::fmadd(kb, qv[j], acc[i][j]);
-      }
+  constexpr int W = Simd::kWidth;
+  V acc[R][NV];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NV; ++j) acc[i][j] = Simd::zero();
+  const float* qe = qt;
+  for (int64_t e = 0; e < E; ++e, qe += kBr) {
+    V qv[NV];
+    for (int j = 0; j < NV; ++j) qv[j] = Simd::load(qe + j * W);
+    for (int i = 0; i < R; ++i) {
+      const V kb = Simd::set1(k[i * ldk + e]);
+      for (int j = 0; j < NV; ++j) acc[i][j] = Simd::fmadd(kb, qv[j], acc[i][j]);
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < NV; ++j) Simd::store(st + i * kBr + r0 + j * W, acc[i][j]);
+  }
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NV; ++j) Simd::store(st + i * kBr + j * W, acc[i][j]);
+}
+
+// One panel of NV query vectors against every key of the tile.
+template <class Simd, int NV>
+void score_panel(const float* k, int64_t ldk, int64_t cols, const float* qt, int64_t E, float* st) {
+  constexpr int R = Simd::kQkRows;
+  int64_t c = 0;
+  for (; c + R <= cols; c += R) score_keys<Simd, R, NV>(k + c * ldk, ldk, qt, E, st + c * kBr);
+  k += c * ldk;
+  st += c * kBr;
+  switch (cols - c) {  // the key tail, fewer than R keys
+    case 1: score_keys<Simd, 1, NV>(k, ldk, qt, E, st); break;
+    case 2: if constexpr (R > 2) score_keys<Simd, 2, NV>(k, ldk, qt, E, st); break;
+    case 3: if constexpr (R > 3) score_keys<Simd, 3, NV>(k, ldk, qt, E, st); break;
+    case 4: if constexpr (R > 4) score_keys<Simd, 4, NV>(k, ldk, qt, E, st); break;
+    case 5: if constexpr (R > 5) score_keys<Simd, 5, NV>(k, ldk, qt, E, st); break;
+    default: break;
   }
 }
 
+// Only the query lanes in use ([0, lanes), whole vectors) are computed: a short block
+// (decoding, the last block of a head) costs what its rows need.
 template <class Simd>
-void compute_scores(const float* k, int64_t ldk, int64_t cols, const float* qt, int64_t E, float* st) {
-  constexpr int R = Simd::kQkRows;
-  int64_t c = 0;
-  for (; c + R <= cols; c += R) score_keys<Simd, R>(k + c * ldk, ldk, qt, E, st + c * kBr);
-  switch (cols - c) {  // the key tail, fewer than R keys
-    case 1: score_keys<Simd, 1>(k + c * ldk, ldk, qt, E, st + c * kBr); break;
-    case 2: if constexpr (R > 2) score_keys<Simd, 2>(k + c * ldk, ldk, qt, E, st + c * kBr); break;
-    case 3: if constexpr (R > 3) score_keys<Simd, 3>(k + c * ldk, ldk, qt, E, st + c * kBr); break;
-    case 4: if constexpr (R > 4) score_keys<Simd, 4>(k + c * ldk, ldk, qt, E, st + c * kBr); break;
-    case 5: if constexpr (R > 5) score_keys<Simd, 5>(k + c * ldk, ldk, qt, E, st + c * kBr); break;
+void compute_scores(const float* k, int64_t ldk, int64_t cols, const float* qt, int64_t E, int64_t lanes, float* st) {
+  constexpr int W = Simd::kWidth, NV = Simd::kQkVecs;
+  int64_t r = 0;
+  for (; r + NV * W <= lanes; r += NV * W) score_panel<Simd, NV>(k, ldk, cols, qt + r, E, st + r);
+  switch ((lanes - r) / W) {  // a partial panel
+    case 1: score_panel<Simd, 1>(k, ldk, cols, qt + r, E, st + r); break;
+    case 2: if constexpr (NV > 2) score_panel<Simd, 2>(k, ldk, cols, qt + r, E, st + r); break;
+    case 3: if constexpr (NV > 3) score_panel<Simd, 3>(k, ldk, cols, qt + r, E, st + r); break;
     default: break;
   }
 }
@@ -123,7 +139,7 @@ template <> inline float mask_to_f32<double>(double x) { return static_cast<floa
 enum class TileMask { kClear, kPartial, kAllHidden };
 
 template <class Simd, typename M>
-TileMask load_bias_typed(const FwdParams& p, const M* m, int64_t rows, int64_t cols, float* bias) {
+TileMask load_bias_typed(const FwdParams& p, const M* m, int64_t rows, int64_t lanes, int64_t cols, float* bias) {
   constexpr int W = Simd::kWidth;
   int64_t hidden = 0;
   if (p.m_sl == 0) {
@@ -132,7 +148,7 @@ TileMask load_bias_typed(const FwdParams& p, const M* m, int64_t rows, int64_t c
       const float x = mask_to_f32(m[c * p.m_ss]) * kLog2e;
       hidden += x == -__builtin_inff() ? rows : 0;
       const typename Simd::V xv = Simd::set1(x);
-      for (int64_t r = 0; r < kBr; r += W) Simd::store(bias + c * kBr + r, xv);
+      for (int64_t r = 0; r < lanes; r += W) Simd::store(bias + c * kBr + r, xv);
     }
   } else {
     for (int64_t r = 0; r < rows; ++r) {
@@ -144,26 +160,26 @@ TileMask load_bias_typed(const FwdParams& p, const M* m, int64_t rows, int64_t c
       }
     }
     for (int64_t c = 0; c < cols; ++c)
-      for (int64_t r = rows; r < kBr; ++r) bias[c * kBr + r] = 0.0f;
+      for (int64_t r = rows; r < lanes; ++r) bias[c * kBr + r] = 0.0f;
   }
   if (hidden == 0) return TileMask::kClear;
   return hidden == rows * cols ? TileMask::kAllHidden : TileMask::kPartial;
 }
 
 template <class Simd>
-TileMask load_bias(const FwdParams& p, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
-                   float* bias) {
+TileMask load_bias(const FwdParams& p, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t lanes, int64_t j0,
+                   int64_t cols, float* bias) {
   const int64_t off = b * p.m_sb + h * p.m_sh + i0 * p.m_sl + j0 * p.m_ss;
   switch (p.mask_dtype) {
-    case ScalarKind::kBool: return load_bias_typed<Simd>(p, static_cast<const bool*>(p.mask) + off, rows, cols, bias);
+    case ScalarKind::kBool: return load_bias_typed<Simd>(p, static_cast<const bool*>(p.mask) + off, rows, lanes, cols, bias);
     case ScalarKind::kFloat32:
-      return load_bias_typed<Simd>(p, static_cast<const float*>(p.mask) + off, rows, cols, bias);
+      return load_bias_typed<Simd>(p, static_cast<const float*>(p.mask) + off, rows, lanes, cols, bias);
     case ScalarKind::kFloat64:
-      return load_bias_typed<Simd>(p, static_cast<const double*>(p.mask) + off, rows, cols, bias);
+      return load_bias_typed<Simd>(p, static_cast<const double*>(p.mask) + off, rows, lanes, cols, bias);
     case ScalarKind::kFloat16:
-      return load_bias_typed<Simd>(p, static_cast<const Half*>(p.mask) + off, rows, cols, bias);
+      return load_bias_typed<Simd>(p, static_cast<const Half*>(p.mask) + off, rows, lanes, cols, bias);
     case ScalarKind::kBFloat16:
-      return load_bias_typed<Simd>(p, static_cast<const BFloat16*>(p.mask) + off, rows, cols, bias);
+      return load_bias_typed<Simd>(p, static_cast<const BFloat16*>(p.mask) + off, rows, lanes, cols, bias);
   }
   return TileMask::kClear;
 }
@@ -171,13 +187,13 @@ TileMask load_bias(const FwdParams& p, int64_t b, int64_t h, int64_t i0, int64_t
 // ---- Step 2: hide what this tile must not see: add the mask bias, set causally hidden scores to -inf.
 // Query lane r (row i0 + r) sees key j0 + c iff j0 + c <= i0 + r + causal_offset.
 template <class Simd>
-void apply_masks(const FwdParams& p, int64_t i0, int64_t j0, int64_t cols, const float* bias, bool causal_cut,
-                 float* st) {
+void apply_masks(const FwdParams& p, int64_t i0, int64_t lanes, int64_t j0, int64_t cols, const float* bias,
+                 bool causal_cut, float* st) {
   constexpr int W = Simd::kWidth;
   for (int64_t c = 0; c < cols; ++c) {
     float* s = st + c * kBr;
     const int64_t first_visible = j0 + c - p.causal_offset - i0;  // lanes below this are hidden
-    for (int64_t r = 0; r < kBr; r += W) {
+    for (int64_t r = 0; r < lanes; r += W) {
       typename Simd::V x = Simd::load(s + r);
       if (bias != nullptr) x = Simd::add_bias(x, Simd::load(bias + c * kBr + r));
       if (causal_cut) x = Simd::hide_below(x, first_visible - r);
@@ -189,10 +205,10 @@ void apply_masks(const FwdParams& p, int64_t i0, int64_t j0, int64_t cols, const
 // ---- Steps 3-4: online softmax for one tile, per query lane: new running max, the factor
 // that rescales what was accumulated so far, probabilities (in place of the scores) and their sum.
 template <class Simd>
-void online_softmax(int64_t cols, float* st, float* m, float* l, float* alpha) {
+void online_softmax(int64_t lanes, int64_t cols, float* st, float* m, float* l, float* alpha) {
   using V = typename Simd::V;
   constexpr int W = Simd::kWidth;
-  for (int64_t r = 0; r < kBr; r += W) {
+  for (int64_t r = 0; r < lanes; r += W) {
     V tile_max = Simd::set1(-__builtin_inff());
     for (int64_t c = 0; c < cols; ++c) tile_max = Simd::max(tile_max, Simd::load(st + c * kBr + r));
     const V m_old = Simd::load(m + r);
@@ -308,7 +324,7 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
   for (int64_t w = w_begin; w < w_end; ++w) {
     const WorkItem it = work_item(p, w, q_blocks);
     const int64_t b = it.b, h = it.h, hk = h / p.group;
-    const int64_t i0 = it.qb * kBr, rows = min_i64(kBr, p.L - i0);
+    const int64_t i0 = it.qb * kBr, rows = min_i64(kBr, p.L - i0), lanes = (rows + W - 1) / W * W;
     const T* q = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sl;
     const T* k = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
     const T* v = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
@@ -330,7 +346,7 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
       const bool causal_cut = j0 + cols > clear_end;
       TileMask tm = TileMask::kClear;
       if (masked) {
-        tm = load_bias<Simd>(p, b, h, i0, rows, j0, cols, bias);
+        tm = load_bias<Simd>(p, b, h, i0, rows, lanes, j0, cols, bias);
         if (tm == TileMask::kAllHidden) continue;
       }
 
@@ -344,9 +360,9 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
         kt = kc;
         ldk = p.E;
       }
-      compute_scores<Simd>(kt, ldk, cols, qt, p.E, st);
-      if (masked || causal_cut) apply_masks<Simd>(p, i0, j0, cols, masked ? bias : nullptr, causal_cut, st);
-      online_softmax<Simd>(cols, st, m, l, alpha);
+      compute_scores<Simd>(kt, ldk, cols, qt, p.E, lanes, st);
+      if (masked || causal_cut) apply_masks<Simd>(p, i0, lanes, j0, cols, masked ? bias : nullptr, causal_cut, st);
+      online_softmax<Simd>(lanes, cols, st, m, l, alpha);
 
       const float* vt;
       int64_t ldv;
