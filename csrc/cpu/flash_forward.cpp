@@ -58,6 +58,7 @@ VecScratch vec_scratch_layout(const FwdParams& p) {
   s.vc = take(kCpuBlockK * s.ld_v);
   s.st = take(kCpuBlockK * kCpuBlockQ);
   s.bias = take(p.mask_kind != MaskKind::kNone ? kCpuBlockK * kCpuBlockQ : 0);
+  s.mask_rows = take(p.mask_kind != MaskKind::kNone ? kCpuBlockQ * kCpuBlockK : 0);
   s.o = take(kCpuBlockQ * s.ld_v);
   s.stats = take(3 * kCpuBlockQ);
   s.total = at;

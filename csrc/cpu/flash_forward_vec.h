@@ -15,13 +15,14 @@ namespace flash_attn_ext::cpu {
 
 // Byte offsets into one thread's scratch, each 64-byte aligned. Sizes in floats:
 struct VecScratch {
-  size_t qt = 0;     // E x Br: queries transposed and scaled by scale*log2(e)
-  size_t kc = 0;     // Bc x E: one key tile converted to float (half/bf16 inputs)
-  size_t vc = 0;     // Bc x ld_v: one value tile as float, rows padded to whole vectors
-  size_t st = 0;     // Bc x Br: scores, then probabilities, key-major
-  size_t bias = 0;   // Bc x Br: the mask tile in log2 units (masked calls)
-  size_t o = 0;      // Br x ld_v: unnormalised output rows
-  size_t stats = 0;  // 3 x Br: running max, running sum, this tile's rescale factor
+  size_t qt = 0;         // E x Br: queries transposed and scaled by scale*log2(e)
+  size_t kc = 0;         // Bc x E: one key tile converted to float (half/bf16 inputs)
+  size_t vc = 0;         // Bc x ld_v: one value tile as float, rows padded to whole vectors
+  size_t st = 0;         // Bc x Br: scores, then probabilities, key-major
+  size_t bias = 0;       // Bc x Br: the mask tile in log2 units (masked calls)
+  size_t mask_rows = 0;  // Br x Bc: the same tile row-major, before its transpose (masked calls)
+  size_t o = 0;          // Br x ld_v: unnormalised output rows
+  size_t stats = 0;      // 3 x Br: running max, running sum, this tile's rescale factor
   size_t total = 0;
   int64_t ld_v = 0;  // Ev rounded up to a whole number of vectors of the widest ISA
 };

@@ -79,6 +79,40 @@ struct SimdAvx2 {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
   }
 
+  // 8 mask elements as a float bias: bool True -> 0, False -> -inf; doubles rounded to float.
+  static V load_bool_bias(const bool* p) {
+    const __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const V masked_off = _mm256_castsi256_ps(_mm256_cmpeq_epi32(wide, _mm256_setzero_si256()));
+    return _mm256_and_ps(masked_off, _mm256_set1_ps(-__builtin_inff()));
+  }
+  static V load_f64(const double* p) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(_mm256_loadu_pd(p))),
+                                _mm256_cvtpd_ps(_mm256_loadu_pd(p + 4)), 1);
+  }
+  static int count_neg_inf(V x) {
+    return __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ)));
+  }
+
+  // dst[j][i] = src[i][j] for an 8 x 8 block: row pairs interleaved, 4 x 4 blocks transposed
+  // inside each 128-bit half, then the halves swapped across rows.
+  static void transpose(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    V s[8];
+    for (int g = 0; g < 2; ++g) {
+      const V r0 = load(src + (4 * g) * lds), r1 = load(src + (4 * g + 1) * lds);
+      const V r2 = load(src + (4 * g + 2) * lds), r3 = load(src + (4 * g + 3) * lds);
+      const V t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      const V t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      s[4 * g + 0] = _mm256_shuffle_ps(t0, t2, 0x44);
+      s[4 * g + 1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+      s[4 * g + 2] = _mm256_shuffle_ps(t1, t3, 0x44);
+      s[4 * g + 3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+    }
+    for (int k = 0; k < 4; ++k) {
+      store(dst + k * ldd, _mm256_permute2f128_ps(s[k], s[4 + k], 0x20));
+      store(dst + (4 + k) * ldd, _mm256_permute2f128_ps(s[k], s[4 + k], 0x31));
+    }
+  }
+
   static V load_half(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }

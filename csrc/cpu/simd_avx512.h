@@ -81,6 +81,47 @@ struct SimdAvx512 {
     return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
   }
 
+  // 16 mask elements as a float bias: bool True -> 0, False -> -inf; doubles rounded to float.
+  static V load_bool_bias(const bool* p) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __mmask16 keep = _mm_test_epi8_mask(bytes, bytes);
+    return _mm512_mask_mov_ps(_mm512_set1_ps(-__builtin_inff()), keep, _mm512_setzero_ps());
+  }
+  static V load_f64(const double* p) {
+    const __m256 lo = _mm512_cvtpd_ps(_mm512_loadu_pd(p));
+    const __m256 hi = _mm512_cvtpd_ps(_mm512_loadu_pd(p + 8));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+  }
+  static int count_neg_inf(V x) {
+    return __builtin_popcount(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-__builtin_inff()), _CMP_EQ_OQ));
+  }
+
+  // dst[j][i] = src[i][j] for a 16 x 16 block (row strides in floats): pairs of rows are
+  // interleaved, then 4 x 4 blocks transposed inside each 128-bit lane, then the lanes
+  // gathered across rows with two rounds of 128-bit shuffles.
+  static void transpose(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    V s[16];
+    for (int g = 0; g < 4; ++g) {
+      const V r0 = load(src + (4 * g) * lds), r1 = load(src + (4 * g + 1) * lds);
+      const V r2 = load(src + (4 * g + 2) * lds), r3 = load(src + (4 * g + 3) * lds);
+      const V t0 = _mm512_unpacklo_ps(r0, r1), t1 = _mm512_unpackhi_ps(r0, r1);
+      const V t2 = _mm512_unpacklo_ps(r2, r3), t3 = _mm512_unpackhi_ps(r2, r3);
+      s[4 * g + 0] = _mm512_shuffle_ps(t0, t2, 0x44);
+      s[4 * g + 1] = _mm512_shuffle_ps(t0, t2, 0xEE);
+      s[4 * g + 2] = _mm512_shuffle_ps(t1, t3, 0x44);
+      s[4 * g + 3] = _mm512_shuffle_ps(t1, t3, 0xEE);
+    }
+    // s[4g + k], lane L, now holds column 4L + k of rows 4g..4g+3.
+    for (int k = 0; k < 4; ++k) {
+      const V u0 = _mm512_shuffle_f32x4(s[k], s[4 + k], 0x44), u1 = _mm512_shuffle_f32x4(s[k], s[4 + k], 0xEE);
+      const V u2 = _mm512_shuffle_f32x4(s[8 + k], s[12 + k], 0x44), u3 = _mm512_shuffle_f32x4(s[8 + k], s[12 + k], 0xEE);
+      store(dst + k * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
+      store(dst + (4 + k) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xDD));
+      store(dst + (8 + k) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
+      store(dst + (12 + k) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xDD));
+    }
+  }
+
   static V load_half(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }

@@ -48,6 +48,11 @@ struct SimdScalar {
     return p * scale;
   }
 
+  static V load_bool_bias(const bool* p) { return *p ? 0.0f : -__builtin_inff(); }
+  static V load_f64(const double* p) { return static_cast<float>(*p); }
+  static int count_neg_inf(V x) { return x == -__builtin_inff(); }
+  static void transpose(const float* src, int64_t, float* dst, int64_t) { *dst = *src; }
+
   static V load_half(const uint16_t* p) { return to_float(Half{*p}); }
   static V load_bf16(const uint16_t* p) { return to_float(BFloat16{*p}); }
 };
