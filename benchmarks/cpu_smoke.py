@@ -89,6 +89,14 @@ def run_cases():
         q, k, v = rand(2, 4, 77, 32), rand(2, Hkv, 88, 32), rand(2, Hkv, 88, 24)
         check(f"GQA Hkv={Hkv}", q, k, v, causal=True)
         n += 1
+    # Decoding: blocks of a few rows take the dot-product score path.
+    for L, E in itertools.product((1, 2, 3, 4, 5), (3, 16, 59, 128)):
+        q, k, v = rand(1, 4, L, E), rand(1, 2, 300, E), rand(1, 2, 300, E + 5)
+        keep = torch.rand(L, 300) > 0.3
+        check(f"decode L{L} E{E}", q, k, v)
+        check(f"decode L{L} E{E} mask", q, k, v, mask=keep, causal="bottom_right")
+        check(f"decode L{L} E{E} bf16", q.bfloat16(), k.bfloat16(), v.bfloat16(), causal=True)
+        n += 3
     # Strided inputs: (B, L, H, E) storage seen as (B, H, L, E); V with a padded row.
     q = rand(2, 100, 3, 40).transpose(1, 2)
     k = rand(2, 120, 3, 40).transpose(1, 2)

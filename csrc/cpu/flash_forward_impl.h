@@ -77,6 +77,15 @@ void load_queries(const FwdParams& p, const T* q, int64_t rows, float* qt) {
     for (int64_t r = rows; r < kBr; ++r) qt[e * kBr + r] = 0.0f;
 }
 
+// The same rows kept row-major (stride ldq, zero-padded), for the dot-product path below.
+template <typename T>
+void load_query_rows(const FwdParams& p, const T* q, int64_t rows, int64_t ldq, float* qr) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t e = 0; e < p.E; ++e) qr[r * ldq + e] = to_f32(q[r * p.q_sl + e]) * p.scale_log2;
+    for (int64_t e = p.E; e < ldq; ++e) qr[r * ldq + e] = 0.0f;
+  }
+}
+
 // ---- Step 1: scores. St[c][.] = K[c] . Qt for R keys and NV vectors of query lanes at a time.
 template <class Simd, int R, int NV>
 inline void score_keys(const float* k, int64_t ldk, const float* qt, int64_t E, float* st) {
@@ -128,6 +137,50 @@ void compute_scores(const float* k, int64_t ldk, int64_t cols, const float* qt, 
     case 2: if constexpr (NV > 2) score_panel<Simd, 2>(k, ldk, cols, qt + r, E, st + r); break;
     case 3: if constexpr (NV > 3) score_panel<Simd, 3>(k, ldk, cols, qt + r, E, st + r); break;
     default: break;
+  }
+}
+
+// ---- Step 1 for a block of a few rows (decoding): scores as dot products along E, with
+// vectors over E, then one horizontal sum per score. Broadcasting keys against query lanes
+// would leave all but `rows` of the W lanes idle. KC keys at a time keep KC * RQ FMA chains
+// in flight. `qr` holds the rows row-major (stride ldq >= E, zero-padded to whole vectors).
+template <class Simd, int RQ, int KC>
+inline void score_dot_keys(const float* k, int64_t ldk, const float* qr, int64_t ldq, int64_t E, float* st) {
+  using V = typename Simd::V;
+  constexpr int W = Simd::kWidth;
+  V acc[RQ][KC];
+  for (int r = 0; r < RQ; ++r)
+    for (int j = 0; j < KC; ++j) acc[r][j] = Simd::zero();
+  for (int64_t e = 0; e < E; e += W) {
+    V kv[KC];
+    for (int j = 0; j < KC; ++j) kv[j] = e + W <= E ? Simd::load(k + j * ldk + e) : Simd::load_n(k + j * ldk + e, E - e);
+    for (int r = 0; r < RQ; ++r) {
+      const V qv = Simd::load(qr + r * ldq + e);
+      for (int j = 0; j < KC; ++j) acc[r][j] = Simd::fmadd(qv, kv[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < RQ; ++r)
+    for (int j = 0; j < KC; ++j) st[j * kBr + r] = Simd::reduce_add(acc[r][j]);
+}
+
+constexpr int64_t kDotRows = 4;  // blocks of at most this many rows take the dot-product path
+
+template <class Simd, int RQ>
+void score_dot_rows(const float* k, int64_t ldk, int64_t cols, const float* qr, int64_t ldq, int64_t E, float* st) {
+  constexpr int KC = 4;
+  int64_t c = 0;
+  for (; c + KC <= cols; c += KC) score_dot_keys<Simd, RQ, KC>(k + c * ldk, ldk, qr, ldq, E, st + c * kBr);
+  for (; c < cols; ++c) score_dot_keys<Simd, RQ, 1>(k + c * ldk, ldk, qr, ldq, E, st + c * kBr);
+}
+
+template <class Simd>
+void compute_scores_dot(const float* k, int64_t ldk, int64_t cols, const float* qr, int64_t ldq, int64_t E,
+                        int64_t rows, float* st) {
+  switch (rows) {
+    case 1: return score_dot_rows<Simd, 1>(k, ldk, cols, qr, ldq, E, st);
+    case 2: return score_dot_rows<Simd, 2>(k, ldk, cols, qr, ldq, E, st);
+    case 3: return score_dot_rows<Simd, 3>(k, ldk, cols, qr, ldq, E, st);
+    default: return score_dot_rows<Simd, 4>(k, ldk, cols, qr, ldq, E, st);
   }
 }
 
@@ -343,7 +396,7 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
   float* m = reinterpret_cast<float*>(base + s.stats);
   float* l = m + kBr;
   float* alpha = l + kBr;
-  const int64_t ldo = s.ld_v, nvec = (p.Ev + W - 1) / W;
+  const int64_t ldo = s.ld_v, nvec = (p.Ev + W - 1) / W, ld_q = (p.E + W - 1) / W * W;
   // float32 tiles are read in place unless V rows need padding to whole vectors.
   constexpr bool kIsFloat = sizeof(T) == 4;
   const bool v_in_place = kIsFloat && p.Ev % W == 0;
@@ -358,7 +411,16 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
     const T* k = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
     const T* v = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
 
-    load_queries(p, q, rows, qt);
+    // A block of a few rows takes the dot-product path; lanes past its rows are zeroed once
+    // so the lane-wise softmax never meets stale values there.
+    const bool dot_rows = rows <= kDotRows;
+    if (dot_rows) {
+      load_query_rows(p, q, rows, ld_q, qt);
+      for (int64_t c = 0; c < kBc; ++c)
+        for (int64_t r = rows; r < lanes; ++r) st[c * kBr + r] = 0.0f;
+    } else {
+      load_queries(p, q, rows, qt);
+    }
     for (int64_t r = 0; r < kBr; ++r) {
       m[r] = -__builtin_inff();
       l[r] = 0.0f;
@@ -389,7 +451,10 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
         kt = kc;
         ldk = p.E;
       }
-      compute_scores<Simd>(kt, ldk, cols, qt, p.E, lanes, st);
+      if (dot_rows)
+        compute_scores_dot<Simd>(kt, ldk, cols, qt, ld_q, p.E, rows, st);
+      else
+        compute_scores<Simd>(kt, ldk, cols, qt, p.E, lanes, st);
       if (masked || causal_cut) apply_masks<Simd>(p, i0, lanes, j0, cols, masked ? bias : nullptr, causal_cut, st);
       online_softmax<Simd>(lanes, cols, st, m, l, alpha);
 

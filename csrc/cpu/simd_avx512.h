@@ -30,6 +30,11 @@ struct SimdAvx512 {
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V x) { _mm512_storeu_ps(p, x); }
+  // Lanes [0, n) from p, the rest 0; nothing past p + n is read (n in [0, 16]).
+  static V load_n(const float* p, int64_t n) {
+    return _mm512_maskz_loadu_ps(n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1), p);
+  }
+  static float reduce_add(V x) { return _mm512_reduce_add_ps(x); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }

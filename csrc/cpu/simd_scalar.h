@@ -25,6 +25,8 @@ struct SimdScalar {
   static V set1(float x) { return x; }
   static V load(const float* p) { return *p; }
   static void store(float* p, V x) { *p = x; }
+  static V load_n(const float* p, int64_t n) { return n > 0 ? *p : 0.0f; }
+  static float reduce_add(V x) { return x; }
   static V add(V a, V b) { return a + b; }
   static V sub(V a, V b) { return a - b; }
   static V mul(V a, V b) { return a * b; }
