@@ -17,12 +17,9 @@
 namespace flash_attn_ext::cpu {
 namespace {
 
-template <typename T> inline T load_acc(const T* p) { return *p; }
-template <typename T> inline void store_acc(T* p, T v) { *p = v; }
-
-template <typename T>
 void flash_items(const FwdParams& p, int64_t w_begin, int64_t w_end, void* scratch) {
-  using Acc = T;
+  using T = double;
+  using Acc = double;
   const Acc kNegInf = -std::numeric_limits<Acc>::infinity();
   const int64_t Br = kCpuBlockQ, Bc = kCpuBlockK, E = p.E, Ev = p.Ev;
   const int64_t q_blocks = (p.L + Br - 1) / Br;
@@ -42,7 +39,7 @@ void flash_items(const FwdParams& p, int64_t w_begin, int64_t w_end, void* scrat
     const T* v = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
 
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t e = 0; e < E; ++e) q_tile[r * E + e] = load_acc(q + r * p.q_sl + e) * scale;
+      for (int64_t e = 0; e < E; ++e) q_tile[r * E + e] = q[r * p.q_sl + e] * scale;
       m[r] = kNegInf;
       l[r] = 0;
     }
@@ -66,7 +63,7 @@ void flash_items(const FwdParams& p, int64_t w_begin, int64_t w_end, void* scrat
             continue;
           }
           Acc dot = 0;
-          for (int64_t e = 0; e < E; ++e) dot += q_tile[r * E + e] * load_acc(k + j * p.k_sl + e);
+          for (int64_t e = 0; e < E; ++e) dot += q_tile[r * E + e] * k[j * p.k_sl + e];
           srow[c] = dot + bias;
           tile_max = srow[c] > tile_max ? srow[c] : tile_max;
         }
@@ -87,7 +84,7 @@ void flash_items(const FwdParams& p, int64_t w_begin, int64_t w_end, void* scrat
           if (pc == Acc(0)) continue;
           sum += pc;
           const T* vrow = v + (j0 + c) * p.v_sl;
-          for (int64_t e = 0; e < Ev; ++e) orow[e] += pc * load_acc(vrow + e);
+          for (int64_t e = 0; e < Ev; ++e) orow[e] += pc * vrow[e];
         }
         l[r] = l[r] * alpha + sum;
         m[r] = m_new;
@@ -98,12 +95,12 @@ void flash_items(const FwdParams& p, int64_t w_begin, int64_t w_end, void* scrat
       T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + (i0 + r) * p.o_sl;
       float* lse = p.lse + (b * p.H + h) * p.L + i0 + r;
       if (l[r] == Acc(0)) {
-        for (int64_t e = 0; e < Ev; ++e) store_acc(orow + e, Acc(0));
+        for (int64_t e = 0; e < Ev; ++e) orow[e] = 0.0;
         *lse = -std::numeric_limits<float>::infinity();
         continue;
       }
       const Acc inv = Acc(1) / l[r];
-      for (int64_t e = 0; e < Ev; ++e) store_acc(orow + e, o_acc[r * Ev + e] * inv);
+      for (int64_t e = 0; e < Ev; ++e) orow[e] = o_acc[r * Ev + e] * inv;
       *lse = static_cast<float>(m[r] + std::log(l[r]));
     }
   }
@@ -117,7 +114,7 @@ size_t flash_forward_f64_scratch_bytes(const FwdParams& p) {
 }
 
 void flash_forward_f64(const FwdParams& p, int64_t work_begin, int64_t work_end, void* scratch) {
-  flash_items<double>(p, work_begin, work_end, scratch);
+  flash_items(p, work_begin, work_end, scratch);
 }
 
 }  // namespace flash_attn_ext::cpu
