@@ -42,16 +42,15 @@ void flash_forward_generic(const FwdParams& p, const VecScratch& s, int64_t work
 size_t flash_forward_f64_scratch_bytes(const FwdParams& p);
 void flash_forward_f64(const FwdParams& p, int64_t work_begin, int64_t work_end, void* scratch);
 
-// Work item w -> (batch, head, query block), ordered by the work they hold, largest first:
-// w runs over query blocks n-1, n-2, ..., 0 (under a causal mask the last rows see the most
-// keys), and over every (batch, head) within each. Threads that take items in this order
-// from a shared counter finish together.
+// Work item w -> (batch, head, query block): head by head, and within a head the query blocks
+// last to first (under a causal mask the last rows see the most keys). Threads taking items
+// from a shared counter then work on the same head's K/V, which stays in cache, and end on
+// the cheapest items, so they finish together.
 struct WorkItem {
   int64_t b, h, qb;
 };
 inline WorkItem work_item(const FwdParams& p, int64_t w, int64_t q_blocks) {
-  const int64_t bh_count = p.B * p.H;
-  const int64_t bh = w % bh_count, qb = q_blocks - 1 - w / bh_count;
+  const int64_t bh = w / q_blocks, qb = q_blocks - 1 - w % q_blocks;
   return {bh / p.H, bh % p.H, qb};
 }
 
