@@ -103,8 +103,9 @@ void flash_items(const FwdParams& p, const VecScratch& s, int64_t w_begin, int64
     const T* k = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
     const T* v = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
 
-    // A block of a few rows takes the dot-product path; lanes past its rows are zeroed once
-    // so the lane-wise softmax never meets stale values there.
+    // A block of a few rows takes the dot-product path, which writes only its rows' lanes; the
+    // lanes past them are zeroed once so the lane-wise softmax never reads uninitialised memory
+    // there (what it computes in those lanes is never stored).
     const bool dot_rows = rows <= kDotRows;
     if (dot_rows) {
       load_query_rows(p, q, rows, ld_q, qt);
