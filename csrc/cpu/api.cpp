@@ -1,4 +1,6 @@
 // CPU host side: checks -> params -> kernel choice -> threaded launch.
+#include <algorithm>
+#include <atomic>
 #include <memory>
 #include <tuple>
 
@@ -44,11 +46,16 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor
       cpu::naive_forward(p, begin, end, scores.data_ptr());
     });
   } else {
+    // Threads take work items one at a time from a shared counter rather than a fixed share each:
+    // causal items differ in cost, and a thread the OS pauses must not hold the others back.
     const size_t scratch_bytes = cpu::flash_forward_scratch_bytes(p);
-    at::parallel_for(0, cpu::flash_forward_num_work(p), 1, [&](int64_t begin, int64_t end) {
+    const int64_t num_work = cpu::flash_forward_num_work(p);
+    std::atomic<int64_t> next_item{0};
+    at::parallel_for(0, std::min<int64_t>(num_work, at::get_num_threads()), 1, [&](int64_t, int64_t) {
       std::unique_ptr<char[]> scratch(new char[scratch_bytes + 64]);
       void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
-      cpu::flash_forward(p, begin, end, aligned);
+      for (int64_t w = next_item.fetch_add(1); w < num_work; w = next_item.fetch_add(1))
+        cpu::flash_forward(p, w, w + 1, aligned);
     });
   }
   return {c.out, c.lse};
