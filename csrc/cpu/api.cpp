@@ -28,6 +28,20 @@ KernelChoice choose_cpu_kernel(const FwdParams& p, const std::string& requested)
 
 namespace {
 
+// Runs fn(item, scratch) for every item in [0, n) on the intra-op thread pool, each thread with its
+// own 64-byte-aligned scratch of `bytes` bytes. Threads take items one at a time from a shared
+// counter rather than a fixed share each: causal items differ in cost, and a thread the OS pauses
+// must not hold the others back.
+template <typename Fn>
+void parallel_items_with_scratch(int64_t n, size_t bytes, const Fn& fn) {
+  std::atomic<int64_t> next_item{0};
+  at::parallel_for(0, std::min<int64_t>(n, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    std::unique_ptr<char[]> scratch(new char[bytes + 64]);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
+    for (int64_t w = next_item.fetch_add(1); w < n; w = next_item.fetch_add(1)) fn(w, aligned);
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            const std::optional<at::Tensor>& mask, std::optional<double> scale,
                                            int64_t causal, c10::string_view kernel,
@@ -46,30 +60,10 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor
       cpu::naive_forward(p, begin, end, scores.data_ptr());
     });
   } else {
-    // Threads take work items one at a time from a shared counter rather than a fixed share each:
-    // causal items differ in cost, and a thread the OS pauses must not hold the others back.
-    const size_t scratch_bytes = cpu::flash_forward_scratch_bytes(p);
-    const int64_t num_work = cpu::flash_forward_num_work(p);
-    std::atomic<int64_t> next_item{0};
-    at::parallel_for(0, std::min<int64_t>(num_work, at::get_num_threads()), 1, [&](int64_t, int64_t) {
-      std::unique_ptr<char[]> scratch(new char[scratch_bytes + 64]);
-      void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
-      for (int64_t w = next_item.fetch_add(1); w < num_work; w = next_item.fetch_add(1))
-        cpu::flash_forward(p, w, w + 1, aligned);
-    });
+    parallel_items_with_scratch(cpu::flash_forward_num_work(p), cpu::flash_forward_scratch_bytes(p),
+                                [&](int64_t w, void* s) { cpu::flash_forward(p, w, w + 1, s); });
   }
   return {c.out, c.lse};
-}
-
-// Runs fn(begin, end, scratch) over [0, n) on the intra-op thread pool, each chunk with its own
-// 64-byte-aligned scratch of `bytes` bytes.
-template <typename Fn>
-void parallel_with_scratch(int64_t n, size_t bytes, const Fn& fn) {
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<char[]> scratch(new char[bytes + 64]);
-    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
-    fn(begin, end, aligned);
-  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cpu(
@@ -82,10 +76,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cpu(
   if (c.empty) return {c.dq, c.dk, c.dv, dscores};
   const BwdParams& bp = c.params;
   const size_t bytes = cpu::backward_scratch_bytes(bp);
-  parallel_with_scratch(cpu::backward_kv_num_work(bp), bytes,
-                        [&](int64_t b, int64_t e, void* s) { cpu::backward_kv(bp, b, e, s); });
-  parallel_with_scratch(cpu::backward_q_num_work(bp), bytes,
-                        [&](int64_t b, int64_t e, void* s) { cpu::backward_q(bp, b, e, s); });
+  parallel_items_with_scratch(cpu::backward_kv_num_work(bp), bytes,
+                              [&](int64_t w, void* s) { cpu::backward_kv(bp, w, w + 1, s); });
+  parallel_items_with_scratch(cpu::backward_q_num_work(bp), bytes,
+                              [&](int64_t w, void* s) { cpu::backward_q(bp, w, w + 1, s); });
   return {c.dq, c.dk, c.dv, dscores};
 }
 
