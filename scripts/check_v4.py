@@ -8,6 +8,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import sys
 
 import torch
@@ -78,6 +79,14 @@ def correctness():
             b = fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
             if not torch.equal(a, b):
                 failures.append(f"{dt} E{E} causal={causal}: two runs differ")
+    # The unpipelined consumer loop (FLASH_ATTN_EXT_V4_SIMPLE=1) on a subset.
+    os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
+    for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
+        for L, S in [(97, 113), (1025, 1025), (300, 257)]:
+            q, k, v = rand(2, 3, L, E, dtype=dt), rand(2, 3, S, E, dtype=dt), rand(2, 3, S, E, dtype=dt)
+            for causal in (False, "top_left", "bottom_right"):
+                check(f"SIMPLE L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal)
+    del os.environ["FLASH_ATTN_EXT_V4_SIMPLE"]
     q, k, v = (rand(1, 2, 64, 128, dtype=torch.bfloat16) for _ in range(3))
     chosen = fa.explain(q, k, v)
     if chosen["kernel"] != "v4_wgmma":
@@ -99,8 +108,11 @@ def bench(Ns):
         q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
         flops = 4 * B * H * N * N * E / (2 if causal else 1)
         r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
-        for name, kern in (("v4", "v4_wgmma"), ("v3", "v3_mma")):
+        for name, kern in (("v4", "v4_wgmma"), ("v4s", "v4_wgmma"), ("v3", "v3_mma")):
+            if name == "v4s":
+                os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
             r[name] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel=kern)) / 1e9
+            os.environ.pop("FLASH_ATTN_EXT_V4_SIMPLE", None)
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
             def run(be=be):
                 with sdpa_kernel(be):
@@ -134,10 +146,10 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
     if rows:
-        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3} {'v4':>6} {'v3':>6} {'flash':>6} {'cudnn':>6} "
+        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3} {'v4':>6} {'v4s':>6} {'v3':>6} {'flash':>6} {'cudnn':>6} "
               f"{'v4/fl':>6} {'v4/cud':>6}")
         for r in rows:
-            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3} {r['v4']:6.1f} {r['v3']:6.1f} "
+            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3} {r['v4']:6.1f} {r['v4s']:6.1f} {r['v3']:6.1f} "
                   f"{r['flash']:6.1f} {r['cudnn']:6.1f} {r['v4'] / r['flash']:6.2f} {r['v4'] / r['cudnn']:6.2f}")
     print(f"{len(failures)} failures")
     return 1 if failures else 0

@@ -84,74 +84,132 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
   }
 }
 
+// S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
+template <typename T, int E>
+__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_base, uint32_t k_base) {
+#pragma unroll
+  for (int kk = 0; kk < E / 16; ++kk) {
+    const uint32_t off = (kk % 4) * 32;  // k16 step inside a 128-byte swizzled row
+    const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
+    const uint64_t dk = ptx::desc_kmajor_sw128(k_base + (kk / 4) * kBlockN * 128 + off);
+    ptx::wgmma_ss<T, kBlockN, 0>(sc, dq, dk, kk > 0);
+  }
+  ptx::wgmma_commit();
+}
+
+// O += P V for one V stage (V read MN-major), issued (not waited for).
+template <typename T, int E>
+__device__ __forceinline__ void issue_pv(float (&o)[E / 2], const uint32_t (&p)[kBlockN / 16][4], uint32_t v_base) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes, kVStrideBytes);
+    ptx::wgmma_rs<T, E, 1>(o, p[kk], dv, 1);
+  }
+  ptx::wgmma_commit();
+}
+
+// Scale, mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of
+// this warpgroup's first row) and run one online-softmax step on key tile j.
+template <bool CAUSAL>
+__device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], const Args& a, int j, int first_row,
+                                             int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+  const int key0 = j * kBlockN;
+  const bool tail = key0 + kBlockN > a.S;
+  const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
+  if (tail || diag)
+    scale_and_mask<kBlockN, true, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
+  else
+    scale_and_mask<kBlockN, false, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
+  online_softmax<kBlockN>(sc, m, l, alpha);
+}
+
+// P as RS A fragments: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose
+// (row g, row g+8) x (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
+template <typename T>
+__device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2], uint32_t (&p)[kBlockN / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    p[kk][0] = pack2<T>(sc[8 * kk + 0], sc[8 * kk + 1]);
+    p[kk][1] = pack2<T>(sc[8 * kk + 2], sc[8 * kk + 3]);
+    p[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
+    p[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
+  }
+}
+
 // One consumer warpgroup: 64 query rows starting at row0 + 64 * cw.
-template <typename T, int E, bool CAUSAL>
+// OVERLAP = false: per tile, S = QK^T, wait, softmax, O += PV, wait (each unit idles while
+// the other works, except across the two consumer warpgroups).
+// OVERLAP = true (FlashAttention-3's intra-warpgroup pipelining): S for tile j + 1 is issued
+// together with PV for tile j, and its softmax runs while PV is still on the tensor cores;
+// costs a second score tile in registers (P stays packed while S_{j+1} is live).
+template <typename T, int E, bool CAUSAL, bool OVERLAP>
 __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int cw, int h, int b, int n_tiles) {
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int row_g = row0 + cw * 64 + warp * 16 + g;  // this thread's rows: row_g and row_g + 8
+  const int first_row = row0 + cw * 64;
 
   float o[E / 2];
 #pragma unroll
   for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
+  float sc[kBlockN / 2];
+  uint32_t p[kBlockN / 16][4];
 
   if (n_tiles > 0) ptx::mbar_wait(&s.q_full, 0);
   const uint32_t q_base = ptx::smem_addr(s.q) + cw * 64 * 128;
-  // The first row's last visible key: tiles wholly at or below it need no causal mask.
-  const int first_row = row0 + cw * 64;
+  auto k_base = [&](int j) { return ptx::smem_addr(s.k[j % kStages]); };
+  auto v_base = [&](int j) { return ptx::smem_addr(s.v[j % kStages]); };
+  auto phase = [](int j) { return static_cast<uint32_t>((j / kStages) & 1); };
 
-  for (int j = 0; j < n_tiles; ++j) {
-    const int st = j % kStages;
-    const uint32_t phase = (j / kStages) & 1;
-    const uint32_t k_base = ptx::smem_addr(s.k[st]), v_base = ptx::smem_addr(s.v[st]);
-
-    ptx::mbar_wait(&s.k_full[st], phase);
-    float sc[kBlockN / 2];
-    ptx::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < E / 16; ++kk) {
-      const uint32_t off = (kk % 4) * 32;  // k16 step inside a 128-byte swizzled row
-      const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
-      const uint64_t dk = ptx::desc_kmajor_sw128(k_base + (kk / 4) * kBlockN * 128 + off);
-      ptx::wgmma_ss<T, kBlockN, 0>(sc, dq, dk, kk > 0);
+  if constexpr (!OVERLAP) {
+    for (int j = 0; j < n_tiles; ++j) {
+      ptx::mbar_wait(&s.k_full[j % kStages], phase(j));
+      ptx::wgmma_fence();
+      issue_qk<T, E>(sc, q_base, k_base(j));
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(sc);
+      softmax_tile<CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+      rescale<E>(o, alpha);
+      pack_p<T>(sc, p);
+      ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      ptx::wgmma_fence();
+      issue_pv<T, E>(o, p, v_base(j));
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(o);
+      if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
     }
-    ptx::wgmma_commit();
+  } else if (n_tiles > 0) {
+    ptx::mbar_wait(&s.k_full[0], 0);
+    ptx::wgmma_fence();
+    issue_qk<T, E>(sc, q_base, k_base(0));
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
-
-    const int key0 = j * kBlockN;
-    const bool tail = key0 + kBlockN > a.S;
-    const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
-    if (tail || diag)
-      scale_and_mask<kBlockN, true, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
-    else
-      scale_and_mask<kBlockN, false, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
-    float alpha[2];
-    online_softmax<kBlockN>(sc, m, l, alpha);
-    rescale<E>(o, alpha);
-
-    // P as RS A fragments: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose
-    // (row g, row g+8) x (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
-    uint32_t p[kBlockN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      p[kk][0] = pack2<T>(sc[8 * kk + 0], sc[8 * kk + 1]);
-      p[kk][1] = pack2<T>(sc[8 * kk + 2], sc[8 * kk + 3]);
-      p[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
-      p[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
+    softmax_tile<CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
+    pack_p<T>(sc, p);
+    // Tiles 0 .. n-2 overlap; the last one only runs PV (no branch around a wgmma, which
+    // would make ptxas serialise the pipeline).
+    for (int j = 0; j + 1 < n_tiles; ++j) {
+      ptx::mbar_wait(&s.k_full[(j + 1) % kStages], phase(j + 1));
+      ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      ptx::wgmma_fence();
+      issue_qk<T, E>(sc, q_base, k_base(j + 1));
+      issue_pv<T, E>(o, p, v_base(j));
+      ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
+      ptx::fence_operands(sc);
+      softmax_tile<CAUSAL>(sc, a, j + 1, first_row, row_g, t, m, l, alpha);
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(o);
+      if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+      rescale<E>(o, alpha);
+      pack_p<T>(sc, p);
     }
-
-    ptx::mbar_wait(&s.v_full[st], phase);
+    const int j = n_tiles - 1;
+    ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
     ptx::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes, kVStrideBytes);
-      ptx::wgmma_rs<T, E, 1>(o, p[kk], dv, 1);
-    }
-    ptx::wgmma_commit();
+    issue_pv<T, E>(o, p, v_base(j));
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);
-    if (lane == 0) ptx::mbar_arrive(&s.kv_empty[st]);
+    if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
   }
 
   // Finalise: full row sums, O / l, LSE = ln 2 * (m + log2 l); empty rows give 0 and -inf.
@@ -176,7 +234,7 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
   }
 }
 
-template <typename T, int E, bool CAUSAL>
+template <typename T, int E, bool CAUSAL, bool OVERLAP>
 __global__ void __launch_bounds__(kThreads, 1)
     v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const Args a) {
@@ -210,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0 && n_tiles > 0) produce<E>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
   } else {
     ptx::setmaxnreg_inc<kConsumerRegs>();
-    consume<T, E, CAUSAL>(a, s, row0, wg - 1, h, b, n_tiles);
+    consume<T, E, CAUSAL, OVERLAP>(a, s, row0, wg - 1, h, b, n_tiles);
   }
 #else
   __trap();  // built without sm_90a: the host never launches this

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "../../../common/params.h"
 #include "../../ptx/tma_host.h"
@@ -61,7 +62,10 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
       !make_map<T>(&tv, p.v, E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, kBlockN))
     return false;
 
-  auto kernel = v4_fwd_kernel<T, E, CAUSAL>;
+  // FLASH_ATTN_EXT_V4_SIMPLE=1 picks the unpipelined consumer loop (for the worklog's A/B).
+  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
+  const bool overlap = simple == nullptr || simple[0] != '1';
+  auto kernel = overlap ? v4_fwd_kernel<T, E, CAUSAL, true> : v4_fwd_kernel<T, E, CAUSAL, false>;
   constexpr int smem = smem_bytes<E>();
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
