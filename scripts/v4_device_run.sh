@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # On the H200: (1) build and run the standalone TMA + wgmma GEMM unit test, (2) build the
 # extension (sm_90 + sm_90a), (3) scripts/check_v4.py (correctness, then timings), logs in $OUT.
-# If the unit test shows that only the swapped MN-major offsets work, the V descriptor's two
-# offsets are swapped in this copy before the build (and the log says so).
 set -o pipefail
-OUT=${OUT:-/tmp/v4_out}
+# Usage: bash scripts/v4_device_run.sh [OUT_DIR] [check_v4.py args...]
+OUT=${1:-${OUT:-/tmp/v4_out}}
+[ $# -gt 0 ] && shift
 mkdir -p "$OUT"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
 start=$(date +%s)
@@ -12,11 +12,6 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw -
 nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I csrc scripts/ptx_tests/wgmma_tma_gemm.cu \
   -o /tmp/wgmma_test >"$OUT/unit.log" 2>&1 && (cd /tmp && ./wgmma_test) >>"$OUT/unit.log" 2>&1
 echo "unit test rc=$?"; cat "$OUT/unit.log" | tail -8
-if grep -q "lead=1024 stride=8192.*PASS" "$OUT/unit.log" && grep -q "lead=8192 stride=1024.*FAIL" "$OUT/unit.log"; then
-  echo "SWAPPING V descriptor offsets for this run"
-  sed -i 's/^constexpr uint32_t kVLeadBytes = kBlockN \* 128;/constexpr uint32_t kVLeadBytes = 1024;/; s/^constexpr uint32_t kVStrideBytes = 1024;/constexpr uint32_t kVStrideBytes = kBlockN * 128;/' \
-    csrc/cuda/kernels/v4_wgmma/kernel.cuh
-fi
 (compute-sanitizer --tool memcheck /tmp/wgmma_test 2>&1 | tail -3) >"$OUT/sanitizer_unit.log" 2>&1 &
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build done at $(( $(date +%s) - start )) s"
