@@ -119,9 +119,11 @@ def hidden_keys(c: Case, mask) -> Optional[torch.Tensor]:
     return ~ref_keep.any(dim=2)  # (B, H, S)
 
 
-def tolerance(c: Case, q, k, v, mask, ref_out):
+def tolerance(c: Case, q, k, v, mask, ref_out, loose: bool):
     peak = ref_out.abs().max().item() if ref_out.numel() else 0.0
     peak = peak if math.isfinite(peak) else 0.0
+    if loose:  # under a sanitizer: catch wrong results, skip the second (low-precision) reference
+        return (1e-4 if c.dtype == F32 else 3e-2) * max(peak, 1e-6)
     if c.dtype == F32:
         return 1e-5 * max(peak, 1e-6)
     low, _ = attention_reference(q, k, v, c.scale, mask, c.causal, dtype=c.dtype)
@@ -129,7 +131,7 @@ def tolerance(c: Case, q, k, v, mask, ref_out):
     return 2.0 * low_err + torch.finfo(c.dtype).eps * max(peak, 1e-6)
 
 
-def run_case(c: Case, kernel: str, gen) -> Optional[str]:
+def run_case(c: Case, kernel: str, gen, loose: bool = False) -> Optional[str]:
     q, k, v = make_qkv(c, gen)
     mask = make_mask(c, gen)
     hid = hidden_keys(c, mask)
@@ -147,7 +149,7 @@ def run_case(c: Case, kernel: str, gen) -> Optional[str]:
     if not torch.equal(torch.isnan(out), torch.isnan(ref_out)):
         return f"NaN pattern differs ({int(torch.isnan(out).sum())} NaN in out, {int(torch.isnan(ref_out).sum())} in ref)"
     err = (out.double() - ref_out).abs().nan_to_num(0.0).max().item() if out.numel() else 0.0
-    tol = tolerance(c, q, k, v, mask, ref_out)
+    tol = tolerance(c, q, k, v, mask, ref_out, loose)
     if not err <= tol:
         return f"out error {err:.3e} > tol {tol:.3e}"
     ninf = torch.isneginf(ref_lse)
@@ -275,7 +277,7 @@ def main(argv=None) -> int:
             jobs.append(("2^31 offsets", lambda: run_huge_offsets(name, gen)))
         else:
             cases = quick_cases() if args.quick else sweep_cases()
-            jobs += [(f"{c.name} [{str(c.dtype)[6:]}]", (lambda c=c: run_case(c, name, gen))) for c in cases]
+            jobs += [(f"{c.name} [{str(c.dtype)[6:]}]", (lambda c=c: run_case(c, name, gen, args.quick))) for c in cases]
         for label, job in jobs:
             try:
                 msg = job()
