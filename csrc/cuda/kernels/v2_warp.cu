@@ -9,12 +9,15 @@
 // - the row max of a tile is a 5-step __shfl_xor_sync butterfly, the row sum is kept
 //   per lane (every lane rescales by the same factor) and reduced once at the end;
 // - P goes through a per-warp shared buffer and comes back as broadcast float4, and
-//   lane c accumulates output columns c, c + 32, ...: 8 x Ev/32 floats per lane, so
-//   E = Ev = 256 runs without spills and D=64 at a fraction of v1's registers.
+//   lane c accumulates output columns c, c + 32, ...: 8 x Ev/32 floats per lane; four
+//   V rows are read once per lane and reused by all 8 rows.
+// Registers: 80 at D=64, 116 at D=128, 168 at D=256, no spills (v1: 168, 255 + spills,
+// 255 + 3 KB of spills), so 4-6 blocks share an SM instead of 2-3.
 // Keys of a tile that no row of the block may see have their V rows zeroed (masks)
 // or are never loaded (causal, tails), so 0 * NaN cannot happen for them.
 //
-// Measured against v1 in benchmarks/NOTES.md.
+// Bought (H200, bf16, B*N = 16k, N = 4096, TFLOP/s): v1 20.9 -> v2 21.0 at E=64 and
+// v1 10.6 -> v2 22.1 at E=128; float32 likewise. History in benchmarks/NOTES.md.
 #include "../launch.h"
 #include "common.cuh"
 #include "tile_load.cuh"
@@ -92,12 +95,9 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
              E, lay.e8, rows_aligned16(p.q, p.q_sb, p.q_sh, p.q_sl, sizeof(T)), p.scale_log2);
 
   const int row0 = warp * kRowsPerWarp;  // first of this warp's rows within the block
-  int64_t row_end[kRowsPerWarp];         // causal key end of each row; 0 for rows past L
   float m[kRowsPerWarp], l[kRowsPerWarp], o[kRowsPerWarp][kCols];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
-    const int64_t i = w.i0 + row0 + r;
-    row_end[r] = i < p.L ? p.causal_key_end(i) : 0;
     m[r] = -INFINITY;
     l[r] = 0.f;
 #pragma unroll
@@ -149,7 +149,10 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       const float bias = has_mask ? Ms[(row0 + r) * kMaskStride + lane] : 0.f;
-      const bool visible = j0 + lane < row_end[r] && bias != -INFINITY;
+      // Recomputed per tile rather than kept: 8 int64 ends would cost 16 registers.
+      const int64_t i = w.i0 + row0 + r;
+      const int64_t row_end = i < p.L ? p.causal_key_end(i) : 0;
+      const bool visible = j0 + lane < row_end && bias != -INFINITY;
       const float sc = visible ? s[r] + bias : -INFINITY;  // by selection: a NaN from a hidden K row is dropped
       const float m_new = fmaxf(m[r], warp_max(sc));
       float pr = 0.f;
@@ -172,20 +175,23 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
     // O += P V: lane owns columns lane, lane + 32, ...
     const int tile_keys = block_key_end - j0 < kKeys ? static_cast<int>(block_key_end - j0) : kKeys;
     for (int c0 = 0; c0 < tile_keys; c0 += 4) {
-      float4 pp[kRowsPerWarp];
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) pp[r] = *reinterpret_cast<const float4*>(Pw + r * kKeys + c0);
+      // Four V rows, this lane's columns, reused by all 8 rows; P comes back one row at a time.
+      float vv[4][kCols];
 #pragma unroll
       for (int c = 0; c < kCols; ++c) {
-        if (32 * c < Ev) {
-          const float* vcol = Vs + c0 * lay.v_stride + 32 * c + lane;
-          const float v0 = vcol[0], v1 = vcol[lay.v_stride], v2 = vcol[2 * lay.v_stride], v3 = vcol[3 * lay.v_stride];
 #pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) {
-            o[r][c] = fmaf(pp[r].x, v0, o[r][c]);
-            o[r][c] = fmaf(pp[r].y, v1, o[r][c]);
-            o[r][c] = fmaf(pp[r].z, v2, o[r][c]);
-            o[r][c] = fmaf(pp[r].w, v3, o[r][c]);
+        for (int u = 0; u < 4; ++u) vv[u][c] = 32 * c < Ev ? Vs[(c0 + u) * lay.v_stride + 32 * c + lane] : 0.f;
+      }
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) {
+        const float4 pp = *reinterpret_cast<const float4*>(Pw + r * kKeys + c0);
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          if (32 * c < Ev) {
+            o[r][c] = fmaf(pp.x, vv[0][c], o[r][c]);
+            o[r][c] = fmaf(pp.y, vv[1][c], o[r][c]);
+            o[r][c] = fmaf(pp.z, vv[2][c], o[r][c]);
+            o[r][c] = fmaf(pp.w, vv[3][c], o[r][c]);
           }
         }
       }
