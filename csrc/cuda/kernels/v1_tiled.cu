@@ -12,7 +12,9 @@
 // A group with any zero probability (a hidden key, or an underflow) takes a per-key
 // path that skips those keys, so NaN/Inf in V at hidden keys is never multiplied.
 //
-// Measured against v0 in benchmarks/NOTES.md.
+// Bought (H200, bf16, B*N = 16k, N = 4096, TFLOP/s): v0 4.1 -> v1 20.9 at E=64, but only
+// 2.8 -> 10.6 at E=128, where the row and its accumulator take all 255 registers (2
+// blocks per SM, some spill) and D=256 spills the accumulator. History in benchmarks/NOTES.md.
 #include "../launch.h"
 #include "common.cuh"
 #include "query_row.cuh"
