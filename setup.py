@@ -6,6 +6,7 @@ GPU we build for sm_80 and sm_90 (sm_90a for the Hopper kernel).
 """
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 from torch.utils import cpp_extension
@@ -45,10 +46,18 @@ def sources(pattern: str) -> list:
 
 def make_extension():
     cxx_flags = ["-O3", "-std=c++17", "-fno-math-errno"]
+    # at::parallel_for is an OpenMP pragma inside torch's headers: compiled without -fopenmp it runs on one
+    # thread. Linking -fopenmp reuses the libgomp torch has already loaded.
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
+    cxx_flags += openmp
     srcs = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/**/*.cpp")
     if not want_cuda():
         return cpp_extension.CppExtension(
-            "flash_attn_ext._C", srcs, extra_compile_args={"cxx": cxx_flags}, include_dirs=[os.path.join(ROOT, "csrc")]
+            "flash_attn_ext._C",
+            srcs,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=openmp,
+            include_dirs=[os.path.join(ROOT, "csrc")],
         )
     archs = cuda_archs()
     nvcc_flags = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo", "--expt-relaxed-constexpr", "-DWITH_CUDA"]
@@ -61,6 +70,7 @@ def make_extension():
         "flash_attn_ext._C",
         srcs,
         extra_compile_args={"cxx": cxx_flags + ["-DWITH_CUDA", define], "nvcc": nvcc_flags + [define]},
+        extra_link_args=openmp,
         include_dirs=[os.path.join(ROOT, "csrc")],
     )
 

@@ -16,6 +16,10 @@ TORCH_LIBRARY(flash_attn_ext, m) {
   // precision: how float32 inputs use tensor cores ("auto", "ieee", "3xtf32", "tf32"); ignored otherwise.
   // Returns out (B, H, L, Ev) in q's dtype and lse (B, H, L) float32.
   m.def("fwd(Tensor q, Tensor k, Tensor v, Tensor? mask, float? scale, int causal, str kernel, str precision) -> (Tensor, Tensor)");
+  // The backward of fwd from its saved out and lse (dlse: gradient of lse, if it was used).
+  // Returns dq, dk, dv in the inputs' layout-free contiguous form and, when mask_grad, dS as
+  // (B, H, L, S) in the accumulator dtype (an empty tensor otherwise); ops.py reduces dS to the mask's shape.
+  m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, Tensor? mask, float? scale, int causal, str kernel, bool mask_grad) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace {

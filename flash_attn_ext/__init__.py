@@ -1,5 +1,5 @@
 """flash_attn_ext: exact attention computed FlashAttention-style, on CPU and CUDA."""
-import torch  # noqa: F401  (loads libc10/libtorch, which _C links against, before _C)
+import torch  # noqa: F401  (loads libtorch before our extension, which links against it)
 
 from . import _C  # noqa: F401  (loads the ops into torch.ops.flash_attn_ext)
 from .ops import build_info, explain, flash_attention, kernels, naive_attention

@@ -89,6 +89,21 @@ at::Tensor check_mask(const at::Tensor& mask, const at::Tensor& q, int64_t B, in
   return mask.expand({B, H, L, S});
 }
 
+// Points the params at the validated tensors (inputs and outputs).
+void bind_tensors(ForwardCall& c) {
+  FwdParams& p = c.params;
+  p.q = c.q.data_ptr(); p.k = c.k.data_ptr(); p.v = c.v.data_ptr();
+  p.out = c.out.data_ptr(); p.lse = c.lse.data_ptr<float>();
+  p.q_sb = c.q.stride(0); p.q_sh = c.q.stride(1); p.q_sl = c.q.stride(2);
+  p.k_sb = c.k.stride(0); p.k_sh = c.k.stride(1); p.k_sl = c.k.stride(2);
+  p.v_sb = c.v.stride(0); p.v_sh = c.v.stride(1); p.v_sl = c.v.stride(2);
+  p.o_sb = c.out.stride(0); p.o_sh = c.out.stride(1); p.o_sl = c.out.stride(2);
+  if (c.mask.defined()) {
+    p.mask = c.mask.data_ptr();
+    p.m_sb = c.mask.stride(0); p.m_sh = c.mask.stride(1); p.m_sl = c.mask.stride(2); p.m_ss = c.mask.stride(3);
+  }
+}
+
 }  // namespace
 
 const char* scalar_kind_name(ScalarKind kind) {
@@ -151,16 +166,53 @@ ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, cons
     return c;
   }
 
-  p.q = c.q.data_ptr(); p.k = c.k.data_ptr(); p.v = c.v.data_ptr();
-  p.out = c.out.data_ptr(); p.lse = c.lse.data_ptr<float>();
-  p.q_sb = c.q.stride(0); p.q_sh = c.q.stride(1); p.q_sl = c.q.stride(2);
-  p.k_sb = c.k.stride(0); p.k_sh = c.k.stride(1); p.k_sl = c.k.stride(2);
-  p.v_sb = c.v.stride(0); p.v_sh = c.v.stride(1); p.v_sl = c.v.stride(2);
-  p.o_sb = c.out.stride(0); p.o_sh = c.out.stride(1); p.o_sl = c.out.stride(2);
-  if (c.mask.defined()) {
-    p.mask = c.mask.data_ptr();
-    p.m_sb = c.mask.stride(0); p.m_sh = c.mask.stride(1); p.m_sl = c.mask.stride(2); p.m_ss = c.mask.stride(3);
+  bind_tensors(c);
+  return c;
+}
+
+BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
+                              const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
+                              bool mask_grad) {
+  BackwardCall c;
+  c.fwd = prepare_forward(q, k, v, mask, scale, causal, "auto", /*allocate=*/false);
+  FwdParams& p = c.fwd.params;
+  const std::vector<int64_t> out_shape = {p.B, p.H, p.L, p.Ev};
+  TORCH_CHECK_VALUE(out.sizes() == c10::IntArrayRef(out_shape) && out.scalar_type() == q.scalar_type(),
+                    "flash_attention backward: out must be ", c10::IntArrayRef(out_shape), " ", q.scalar_type(),
+                    ", got ", shape_str(out), " ", out.scalar_type());
+  TORCH_CHECK_VALUE(dout.sizes() == out.sizes() && dout.device() == q.device(),
+                    "flash_attention backward: grad of out must match out ", shape_str(out), " on ", q.device(),
+                    ", got ", shape_str(dout), " on ", dout.device());
+  TORCH_CHECK_VALUE(lse.sizes() == c10::IntArrayRef({p.B, p.H, p.L}) && lse.scalar_type() == at::kFloat,
+                    "flash_attention backward: lse must be float32 (B, H, L), got ", shape_str(lse), " ",
+                    lse.scalar_type());
+  c.fwd.out = out.contiguous();
+  c.fwd.lse = lse.contiguous();
+  c.dout = unit_stride_last(dout.scalar_type() == q.scalar_type() ? dout : dout.to(q.scalar_type()));
+
+  const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  c.delta = (c.dout.to(acc) * c.fwd.out.to(acc)).sum(-1);
+  if (dlse.has_value() && dlse->defined()) c.delta.sub_(dlse->to(acc));
+  c.delta = c.delta.contiguous();
+  c.dq = at::zeros({p.B, p.H, p.L, p.E}, q.options());
+  c.dk = at::zeros({p.B, p.Hkv, p.S, p.E}, q.options());
+  c.dv = at::zeros({p.B, p.Hkv, p.S, p.Ev}, q.options());
+  if (mask_grad) {
+    TORCH_CHECK_VALUE(c.fwd.mask.defined() && c.fwd.mask.scalar_type() != at::kBool,
+                      "flash_attention backward: a mask gradient needs a floating mask");
+    c.dscores = at::zeros({p.B, p.H, p.L, p.S}, q.options().dtype(acc));
   }
+  c.empty = p.B * p.H * p.L == 0 || p.S == 0;
+  if (!c.empty) bind_tensors(c.fwd);
+
+  BwdParams& bp = c.params;
+  bp.fwd = p;
+  bp.dout = c.dout.data_ptr();
+  bp.do_sb = c.dout.stride(0); bp.do_sh = c.dout.stride(1); bp.do_sl = c.dout.stride(2);
+  bp.delta = c.delta.data_ptr();
+  bp.dq = c.dq.data_ptr(); bp.dk = c.dk.data_ptr(); bp.dv = c.dv.data_ptr();
+  bp.dscores = c.dscores.defined() ? c.dscores.data_ptr() : nullptr;
   return c;
 }
 

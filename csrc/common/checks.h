@@ -33,6 +33,23 @@ ForwardCall prepare_forward(const at::Tensor& q, const at::Tensor& k, const at::
                             const std::optional<at::Tensor>& mask, std::optional<double> scale,
                             int64_t causal, const std::string& precision = "auto", bool allocate = true);
 
+// Everything a backend needs to run one backward.
+struct BackwardCall {
+  ForwardCall fwd;  // validated q, k, v, mask views; fwd.out / fwd.lse are the saved forward results
+  at::Tensor dout, delta;
+  at::Tensor dq, dk, dv;  // zero-initialised, contiguous, inputs' dtype
+  at::Tensor dscores;     // (B, H, L, S) accumulator dtype when the mask needs a gradient, else undefined
+  BwdParams params;
+  bool empty = false;     // nothing to compute: the zero gradients are the answer
+};
+
+// Validates the saved forward results and the incoming gradients against q, k, v,
+// computes D = rowsum(dO * O) - dlse, and allocates the gradients.
+BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
+                              const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
+                              bool mask_grad);
+
 const char* scalar_kind_name(ScalarKind kind);
 
 }  // namespace flash_attn_ext

@@ -72,3 +72,29 @@ struct FwdParams {
 };
 
 }  // namespace flash_attn_ext
+
+namespace flash_attn_ext {
+
+// The backward of one call: the forward's params (q, k, v, out, lse, mask, scale,
+// causal, GQA) plus the incoming gradient and the gradients to write.
+struct BwdParams {
+  FwdParams fwd;  // fwd.out and fwd.lse point at the forward's saved results
+
+  const void* dout = nullptr;  // (B, H, L, Ev), strides below, unit last stride
+  int64_t do_sb = 0, do_sh = 0, do_sl = 0;
+
+  // D_i = rowsum(dO_i * O_i) - dlse_i: the row term of dS = P * (dP - D). (B, H, L)
+  // contiguous, in the accumulator type (double for float64 inputs, float otherwise).
+  const void* delta = nullptr;
+
+  // dq (B, H, L, E), dk (B, Hkv, S, E), dv (B, Hkv, S, Ev): contiguous, in the inputs' dtype.
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+
+  // When the float mask needs a gradient: dS for every (b, h, i, j), (B, H, L, S) contiguous
+  // in the accumulator type; the host sums it over the mask's broadcast dims. nullptr otherwise.
+  void* dscores = nullptr;
+};
+
+}  // namespace flash_attn_ext

@@ -1,4 +1,6 @@
 // CPU host side: checks -> params -> kernel choice -> threaded launch.
+#include <algorithm>
+#include <atomic>
 #include <memory>
 #include <tuple>
 
@@ -8,6 +10,7 @@
 
 #include "../common/checks.h"
 #include "../common/registry.h"
+#include "backward_kernels.h"
 #include "kernels.h"
 
 namespace flash_attn_ext {
@@ -24,6 +27,20 @@ KernelChoice choose_cpu_kernel(const FwdParams& p, const std::string& requested)
 }
 
 namespace {
+
+// Runs fn(item, scratch) for every item in [0, n) on the intra-op thread pool, each thread with its
+// own 64-byte-aligned scratch of `bytes` bytes. Threads take items one at a time from a shared
+// counter rather than a fixed share each: causal items differ in cost, and a thread the OS pauses
+// must not hold the others back.
+template <typename Fn>
+void parallel_items_with_scratch(int64_t n, size_t bytes, const Fn& fn) {
+  std::atomic<int64_t> next_item{0};
+  at::parallel_for(0, std::min<int64_t>(n, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    std::unique_ptr<char[]> scratch(new char[bytes + 64]);
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
+    for (int64_t w = next_item.fetch_add(1); w < n; w = next_item.fetch_add(1)) fn(w, aligned);
+  });
+}
 
 std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                            const std::optional<at::Tensor>& mask, std::optional<double> scale,
@@ -43,20 +60,34 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor
       cpu::naive_forward(p, begin, end, scores.data_ptr());
     });
   } else {
-    const size_t scratch_bytes = cpu::flash_forward_scratch_bytes(p);
-    at::parallel_for(0, cpu::flash_forward_num_work(p), 1, [&](int64_t begin, int64_t end) {
-      std::unique_ptr<char[]> scratch(new char[scratch_bytes + 64]);
-      void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(scratch.get()) + 63) & ~uintptr_t(63));
-      cpu::flash_forward(p, begin, end, aligned);
-    });
+    parallel_items_with_scratch(cpu::flash_forward_num_work(p), cpu::flash_forward_scratch_bytes(p),
+                                [&](int64_t w, void* s) { cpu::flash_forward(p, w, w + 1, s); });
   }
   return {c.out, c.lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cpu(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
+  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+  choose_cpu_kernel(c.fwd.params, std::string(kernel));  // validates the name; both kernels share this backward
+  at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
+  if (c.empty) return {c.dq, c.dk, c.dv, dscores};
+  const BwdParams& bp = c.params;
+  const size_t bytes = cpu::backward_scratch_bytes(bp);
+  parallel_items_with_scratch(cpu::backward_kv_num_work(bp), bytes,
+                              [&](int64_t w, void* s) { cpu::backward_kv(bp, w, w + 1, s); });
+  parallel_items_with_scratch(cpu::backward_q_num_work(bp), bytes,
+                              [&](int64_t w, void* s) { cpu::backward_q(bp, w, w + 1, s); });
+  return {c.dq, c.dk, c.dv, dscores};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(flash_attn_ext, CPU, m) {
   m.impl("fwd", &fwd_cpu);
+  m.impl("bwd", &bwd_cpu);
 }
 
 }  // namespace flash_attn_ext

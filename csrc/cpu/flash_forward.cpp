@@ -1,137 +1,96 @@
-// The tiled flash forward on the CPU (portable path).
+// The CPU flash forward's front: work items, scratch layout and the choice of
+// instruction set, made once from the CPU's features.
 //
-// Each work item owns kCpuBlockQ query rows of one (batch, head) and streams
-// K/V in tiles of kCpuBlockK keys, keeping a running max m, running sum l and an
-// unnormalised output O per row: the L x S score matrix never exists.
-// Causal tiles entirely above the diagonal are skipped.
-#include <algorithm>
-#include <cmath>
+// FLASH_ATTN_EXT_CPU_ISA=avx2|portable forces a narrower path (for tests and
+// benchmarks on a machine that has more); a request the CPU cannot run is ignored.
+#include <cstdlib>
 #include <cstring>
-#include <limits>
 
-#include "../common/numeric.h"
+#include "flash_forward_vec.h"
 #include "kernels.h"
 #include "tile_sizes.h"
 
 namespace flash_attn_ext::cpu {
 namespace {
 
-template <typename T> struct AccOf { using type = float; };
-template <> struct AccOf<double> { using type = double; };
-template <typename T> inline typename AccOf<T>::type load_acc(const T* p) { return load_float(p); }
-template <> inline double load_acc<double>(const double* p) { return *p; }
-template <typename T> inline void store_acc(T* p, typename AccOf<T>::type v) { store_float(p, v); }
-template <> inline void store_acc<double>(double* p, double v) { *p = v; }
+enum class Isa { kAvx512, kAvx2, kPortable };
 
-template <typename T>
-void flash_items(const FwdParams& p, int64_t w_begin, int64_t w_end, void* scratch) {
-  using Acc = typename AccOf<T>::type;
-  const Acc kNegInf = -std::numeric_limits<Acc>::infinity();
-  const int64_t Br = kCpuBlockQ, Bc = kCpuBlockK, E = p.E, Ev = p.Ev;
-  const int64_t q_blocks = (p.L + Br - 1) / Br;
-  Acc* q_tile = static_cast<Acc*>(scratch);  // (Br, E), pre-multiplied by scale
-  Acc* s_tile = q_tile + Br * E;             // (Br, Bc)
-  Acc* o_acc = s_tile + Br * Bc;             // (Br, Ev)
-  Acc* m = o_acc + Br * Ev;                  // (Br)
-  Acc* l = m + Br;                           // (Br)
-  const Acc scale = static_cast<Acc>(p.scale_f64);
-
-  for (int64_t w = w_begin; w < w_end; ++w) {
-    const int64_t qb = w % q_blocks, bh = w / q_blocks, b = bh / p.H, h = bh % p.H, hk = h / p.group;
-    const int64_t i0 = qb * Br, rows = std::min(Br, p.L - i0);
-    const T* q = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh + i0 * p.q_sl;
-    const T* k = static_cast<const T*>(p.k) + b * p.k_sb + hk * p.k_sh;
-    const T* v = static_cast<const T*>(p.v) + b * p.v_sb + hk * p.v_sh;
-
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t e = 0; e < E; ++e) q_tile[r * E + e] = load_acc(q + r * p.q_sl + e) * scale;
-      m[r] = kNegInf;
-      l[r] = 0;
-    }
-    std::memset(o_acc, 0, sizeof(Acc) * rows * Ev);
-    const int64_t key_end = p.causal_key_end(i0 + rows - 1);  // the last row sees the most keys
-
-    for (int64_t j0 = 0; j0 < key_end; j0 += Bc) {
-      const int64_t cols = std::min(Bc, key_end - j0);
-      for (int64_t r = 0; r < rows; ++r) {
-        // Step 1: scores of this row against the tile; hidden keys are -inf, never computed.
-        const int64_t row_end = p.causal_key_end(i0 + r);
-        Acc* srow = s_tile + r * Bc;
-        Acc tile_max = kNegInf;
-        for (int64_t c = 0; c < cols; ++c) {
-          const int64_t j = j0 + c;
-          Acc bias = 0;
-          if (p.mask_kind != MaskKind::kNone)
-            bias = static_cast<Acc>(mask_bias(p, b * p.m_sb + h * p.m_sh + (i0 + r) * p.m_sl + j * p.m_ss));
-          if (j >= row_end || bias == kNegInf) {
-            srow[c] = kNegInf;
-            continue;
-          }
-          Acc dot = 0;
-          for (int64_t e = 0; e < E; ++e) dot += q_tile[r * E + e] * load_acc(k + j * p.k_sl + e);
-          srow[c] = dot + bias;
-          tile_max = srow[c] > tile_max ? srow[c] : tile_max;
-        }
-        // Step 2: new running max; a row that has seen nothing yet stays at -inf.
-        const Acc m_new = tile_max > m[r] ? tile_max : m[r];
-        if (m_new == kNegInf) continue;
-        // Step 3: rescale what was accumulated under the old max.
-        const Acc alpha = m[r] == kNegInf ? Acc(0) : std::exp(m[r] - m_new);
-        Acc* orow = o_acc + r * Ev;
-        if (alpha != Acc(1)) {
-          for (int64_t e = 0; e < Ev; ++e) orow[e] *= alpha;
-        }
-        // Step 4: probabilities of this tile, their sum, and P.V; zero probabilities are skipped
-        // so NaN/Inf in hidden V rows cannot leak.
-        Acc sum = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          const Acc pc = srow[c] == kNegInf ? Acc(0) : std::exp(srow[c] - m_new);
-          if (pc == Acc(0)) continue;
-          sum += pc;
-          const T* vrow = v + (j0 + c) * p.v_sl;
-          for (int64_t e = 0; e < Ev; ++e) orow[e] += pc * load_acc(vrow + e);
-        }
-        l[r] = l[r] * alpha + sum;
-        m[r] = m_new;
-      }
-    }
-    // Step 5: normalise once; rows that saw no key give 0 and lse = -inf.
-    for (int64_t r = 0; r < rows; ++r) {
-      T* orow = static_cast<T*>(p.out) + b * p.o_sb + h * p.o_sh + (i0 + r) * p.o_sl;
-      float* lse = p.lse + (b * p.H + h) * p.L + i0 + r;
-      if (l[r] == Acc(0)) {
-        for (int64_t e = 0; e < Ev; ++e) store_acc(orow + e, Acc(0));
-        *lse = -std::numeric_limits<float>::infinity();
-        continue;
-      }
-      const Acc inv = Acc(1) / l[r];
-      for (int64_t e = 0; e < Ev; ++e) store_acc(orow + e, o_acc[r * Ev + e] * inv);
-      *lse = static_cast<float>(m[r] + std::log(l[r]));
-    }
+Isa detect_isa() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  Isa best = avx512 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kPortable;
+  const char* forced = std::getenv("FLASH_ATTN_EXT_CPU_ISA");
+  if (forced != nullptr) {
+    if (std::strcmp(forced, "portable") == 0) best = Isa::kPortable;
+    if (std::strcmp(forced, "avx2") == 0 && best == Isa::kAvx512) best = Isa::kAvx2;
   }
+  return best;
+#else
+  return Isa::kPortable;
+#endif
 }
 
+Isa isa() {
+  static const Isa chosen = detect_isa();
+  return chosen;
+}
+
+size_t align64(size_t n) { return (n + 63) & ~size_t(63); }
+
 }  // namespace
+
+VecScratch vec_scratch_layout(const FwdParams& p) {
+  constexpr int64_t kWidest = 16;  // floats per AVX-512 vector; narrower ISAs divide it
+  VecScratch s;
+  s.ld_v = (p.Ev + kWidest - 1) / kWidest * kWidest;
+  const bool narrow_inputs = p.dtype != ScalarKind::kFloat32;
+  size_t at = 0;
+  auto take = [&at](size_t floats) {
+    const size_t offset = at;
+    at += align64(floats * sizeof(float));
+    return offset;
+  };
+  s.qt = take(p.E * kCpuBlockQ);
+  s.kc = take(narrow_inputs ? kCpuBlockK * p.E : 0);
+  s.vc = take(kCpuBlockK * s.ld_v);
+  s.st = take(kCpuBlockK * kCpuBlockQ);
+  s.bias = take(p.mask_kind != MaskKind::kNone ? kCpuBlockK * kCpuBlockQ : 0);
+  s.mask_rows = take(p.mask_kind != MaskKind::kNone ? kCpuBlockQ * kCpuBlockK : 0);
+  s.o = take(kCpuBlockQ * s.ld_v);
+  s.stats = take(3 * kCpuBlockQ);
+  s.total = at;
+  return s;
+}
 
 int64_t flash_forward_num_work(const FwdParams& p) {
   return p.B * p.H * ((p.L + kCpuBlockQ - 1) / kCpuBlockQ);
 }
 
 size_t flash_forward_scratch_bytes(const FwdParams& p) {
-  const size_t acc = p.dtype == ScalarKind::kFloat64 ? sizeof(double) : sizeof(float);
-  return acc * static_cast<size_t>(kCpuBlockQ * p.E + kCpuBlockQ * kCpuBlockK + kCpuBlockQ * p.Ev + 2 * kCpuBlockQ);
+  if (p.dtype == ScalarKind::kFloat64) return flash_forward_f64_scratch_bytes(p);
+  return vec_scratch_layout(p).total;
 }
 
 void flash_forward(const FwdParams& p, int64_t work_begin, int64_t work_end, void* scratch) {
-  switch (p.dtype) {
-    case ScalarKind::kFloat32: return flash_items<float>(p, work_begin, work_end, scratch);
-    case ScalarKind::kFloat16: return flash_items<Half>(p, work_begin, work_end, scratch);
-    case ScalarKind::kBFloat16: return flash_items<BFloat16>(p, work_begin, work_end, scratch);
-    case ScalarKind::kFloat64: return flash_items<double>(p, work_begin, work_end, scratch);
-    default: return;
+  if (p.dtype == ScalarKind::kFloat64) return flash_forward_f64(p, work_begin, work_end, scratch);
+  const VecScratch s = vec_scratch_layout(p);
+  switch (isa()) {
+    case Isa::kAvx512: return flash_forward_avx512(p, s, work_begin, work_end, scratch);
+    case Isa::kAvx2: return flash_forward_avx2(p, s, work_begin, work_end, scratch);
+    case Isa::kPortable: return flash_forward_generic(p, s, work_begin, work_end, scratch);
   }
 }
 
-const char* flash_forward_isa() { return "portable"; }
+const char* flash_forward_isa() {
+  switch (isa()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kPortable: return "portable";
+  }
+  return "portable";
+}
 
 }  // namespace flash_attn_ext::cpu

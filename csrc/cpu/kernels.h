@@ -15,9 +15,11 @@ namespace flash_attn_ext::cpu {
 // `scores` holds (bh_end - bh_begin) * L * S accumulator elements.
 void naive_forward(const FwdParams& p, int64_t bh_begin, int64_t bh_end, void* scores);
 
-// The tiled flash forward: work item w is (b, h, query block) in row-major
-// order over (B, H, ceil(L / kCpuBlockQ)). `scratch` holds
-// flash_forward_scratch_bytes(p) bytes, private to the calling thread.
+// The tiled flash forward: one work item is kCpuBlockQ query rows of one
+// (b, h); items go head by head, the costliest causal blocks of each head
+// first (see work_item in flash_forward_vec.h), so hand them out dynamically
+// in order. `scratch` holds flash_forward_scratch_bytes(p) bytes, private to
+// the calling thread.
 int64_t flash_forward_num_work(const FwdParams& p);
 size_t flash_forward_scratch_bytes(const FwdParams& p);
 void flash_forward(const FwdParams& p, int64_t work_begin, int64_t work_end, void* scratch);

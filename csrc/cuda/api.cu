@@ -5,8 +5,9 @@
 #include <tuple>
 
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../common/checks.h"
@@ -35,8 +36,10 @@ const CudaKernel kCudaKernels[] = {
 };
 
 int device_sm(int device_index) {
-  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device_index);
-  return prop->major * 10 + prop->minor;
+  int major = 0, minor = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_index));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_index));
+  return major * 10 + minor;
 }
 
 const CudaKernel* find_kernel(const std::string& name) {
@@ -45,9 +48,17 @@ const CudaKernel* find_kernel(const std::string& name) {
   return nullptr;
 }
 
-// The naive reference on the GPU: the whole (B, H, L, S) score matrix in float32.
-void naive_cuda(const ForwardCall& c) {
+// The whole (B, H, L, S) score matrix in float32 and which pairs are visible:
+// the naive reference's first step, shared by its forward and backward.
+struct DenseScores {
+  at::Tensor q, k, v;  // float32, K/V repeated over the GQA group
+  at::Tensor scores;   // scale * q.k + bias, -inf where hidden
+  at::Tensor keep;     // bool, visible pairs
+};
+
+DenseScores dense_scores(const ForwardCall& c) {
   const FwdParams& p = c.params;
+  DenseScores d;
   at::Tensor q = c.q.to(at::kFloat), k = c.k.to(at::kFloat), v = c.v.to(at::kFloat);
   if (p.group > 1) {
     k = k.repeat_interleave(p.group, 1);
@@ -70,9 +81,17 @@ void naive_cuda(const ForwardCall& c) {
     keep = keep.logical_and(j.le(i + p.causal_offset));
   }
   scores.masked_fill_(keep.logical_not(), -std::numeric_limits<float>::infinity());
-  at::Tensor lse = at::logsumexp(scores, -1);
+  d.q = q; d.k = k; d.v = v; d.scores = scores; d.keep = keep;
+  return d;
+}
+
+// The naive reference on the GPU: the whole (B, H, L, S) score matrix in float32.
+void naive_cuda(const ForwardCall& c) {
+  DenseScores d = dense_scores(c);
+  at::Tensor keep = d.keep, v = d.v;
+  at::Tensor lse = at::logsumexp(d.scores, -1);
   at::Tensor finite = at::isfinite(lse);
-  at::Tensor probs = at::exp(scores - at::where(finite, lse, at::zeros({}, lse.options())).unsqueeze(-1));
+  at::Tensor probs = at::exp(d.scores - at::where(finite, lse, at::zeros({}, lse.options())).unsqueeze(-1));
   probs.masked_fill_(keep.logical_not(), 0.0);
   // Keys no query sees are zeroed so NaN/Inf there cannot reach the output through 0 * NaN.
   at::Tensor seen = keep.any(2).unsqueeze(-1);
@@ -94,10 +113,41 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& q, const at::Tenso
   if (kern->launch == nullptr) {
     naive_cuda(c);
   } else {
-    kern->launch(c.params, at::cuda::getCurrentCUDAStream(q.device().index()).stream());
+    kern->launch(c.params, c10::cuda::getCurrentCUDAStream(q.device().index()).stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return {c.out, c.lse};
+}
+
+// The backward with dense float32 matrices (O(L*S) memory): P from the saved LSE, then
+// dV = P^T dO, dS = P (dO V^T - D), dQ = scale dS K, dK = scale dS^T Q, summed over GQA groups.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+  choose_cuda_kernel(c.fwd.params, std::string(kernel), q.device().index());  // validates the name
+  at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
+  if (c.empty) return {c.dq, c.dk, c.dv, dscores};
+  const FwdParams& p = c.fwd.params;
+  DenseScores d = dense_scores(c.fwd);
+  at::Tensor row_lse = c.fwd.lse.unsqueeze(-1);
+  at::Tensor probs = at::exp(d.scores - at::where(at::isfinite(row_lse), row_lse, at::zeros({}, row_lse.options())));
+  probs.masked_fill_(d.keep.logical_not().logical_or(at::isinf(row_lse)), 0.0);
+  at::Tensor dO = c.dout.to(at::kFloat);
+  at::Tensor dS = probs * (at::matmul(dO, d.v.transpose(-1, -2)) - c.delta.unsqueeze(-1));
+  at::Tensor dv = at::matmul(probs.transpose(-1, -2), dO);
+  at::Tensor dk = at::matmul(dS.transpose(-1, -2), d.q).mul_(p.scale_f64);
+  if (p.group > 1) {
+    dv = dv.unflatten(1, {p.Hkv, p.group}).sum(2);
+    dk = dk.unflatten(1, {p.Hkv, p.group}).sum(2);
+  }
+  c.dq.copy_(at::matmul(dS, d.k).mul_(p.scale_f64));
+  c.dk.copy_(dk);
+  c.dv.copy_(dv);
+  if (c.dscores.defined()) c.dscores.copy_(dS);
+  return {c.dq, c.dk, c.dv, dscores};
 }
 
 }  // namespace
@@ -116,6 +166,11 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
                       "' is not a CUDA kernel; expected 'auto' or one of naive, v0_naive, v1_tiled, v2_warp, v3_mma");
     TORCH_CHECK_VALUE(sm >= k->min_sm, "flash_attention: kernel='", requested, "' needs compute capability ",
                       k->min_sm / 10, ".", k->min_sm % 10, " or newer; this device is ", sm / 10, ".", sm % 10);
+    TORCH_CHECK_VALUE(!(std::string(k->name) == "v3_mma" && p.dtype == ScalarKind::kFloat32 &&
+                        p.precision == Float32Precision::kIeee),
+                      "flash_attention: kernel='v3_mma' runs float32 on tensor cores (3xTF32 or TF32) and cannot "
+                      "honour float32_precision='ieee'; use float32_precision='auto', '3xtf32' or 'tf32', or a "
+                      "CUDA-core kernel");
     return {k->name, "requested by name"};
   }
   if (sm >= 80) {
@@ -130,6 +185,7 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
 
 TORCH_LIBRARY_IMPL(flash_attn_ext, CUDA, m) {
   m.impl("fwd", &fwd_cuda);
+  m.impl("bwd", &bwd_cuda);
 }
 
 }  // namespace flash_attn_ext

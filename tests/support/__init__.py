@@ -1,0 +1,1 @@
+"""Helpers shared by the test files: input builders, the kernel runner and the tolerance rule."""

@@ -1,0 +1,36 @@
+"""Runs one named kernel. On CUDA a kernel may decline inputs it was not built for (the registry says so
+through explain()); such a case skips with the kernel's own reason. On the CPU every kernel takes every
+valid input, so nothing is ever skipped there."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flash_attn_ext
+
+from .numerics import assert_matches_reference
+
+
+def attend(kernel, q, k, v, scale=None, mask=None, causal=False, float32_precision="auto"):
+    """(out, lse) from ``kernel`` on the inputs' device."""
+    if q.device.type != "cpu":
+        if q.dtype == torch.float64:
+            pytest.skip("float64 is CPU-only")
+        try:
+            flash_attn_ext.explain(q, k, v, scale, mask, causal, kernel=kernel, float32_precision=float32_precision)
+        except ValueError as e:
+            pytest.skip(f"{kernel} declines these inputs: {e}")
+    return flash_attn_ext.flash_attention(
+        q, k, v, scale, mask, causal, return_lse=True, kernel=kernel, float32_precision=float32_precision
+    )
+
+
+def to(device, *tensors):
+    return tuple(None if t is None else t.to(device) for t in tensors)
+
+
+def check(kernel, q, k, v, scale=None, mask=None, causal=False, budget_dtype=None, float32_precision="auto"):
+    """Runs ``kernel`` and holds it to the tolerance rule; returns (out, lse)."""
+    out, lse = attend(kernel, q, k, v, scale, mask, causal, float32_precision)
+    assert_matches_reference(out, lse, q, k, v, scale, mask, causal, budget_dtype)
+    return out, lse
