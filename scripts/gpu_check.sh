@@ -114,6 +114,7 @@ rc=$?
 BENCH_TABLE=""
 if [[ -f benchmarks/bench.py && "${GPU_CHECK_BENCH:-}" != builtin ]]; then
   step bench 240 $PY benchmarks/bench.py --grid --dtype bfloat16 --head-dims 64 128 --seqlens 1024 4096 \
+    --providers v0 v1 v2 v3 sdpa_flash sdpa_cudnn sdpa_efficient \
     --out "$OUTDIR/bench" --no-plots
   rc=$?
   ((rc != 125)) && note "bench (benchmarks/bench.py): rc=$rc" && BENCH_TABLE=$(tail -30 "$STEP")
