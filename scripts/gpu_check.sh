@@ -77,7 +77,11 @@ else
 fi
 
 if [[ -d tests ]]; then
-  step tests 300 $PY -m pytest -q -p no:cacheprovider tests --junitxml="$OUTDIR/junit.xml"
+  # pytest-xdist, where installed, runs the suite in worker processes: a test that crashes
+  # its process is reported as failed and the others still run.
+  xdist=()
+  $PY -c "import xdist" 2>/dev/null && xdist=(-n 8 --max-worker-restart 100)
+  step tests 300 $PY -m pytest -q -rfE -p no:cacheprovider "${xdist[@]}" tests --junitxml="$OUTDIR/junit.xml"
   rc=$?
   ((rc != 125)) && note "pytest: rc=$rc $(grep -E '[0-9]+ (passed|failed|error)' "$STEP" | tail -1)"
 else
@@ -118,7 +122,8 @@ if [[ -f benchmarks/bench.py && "${GPU_CHECK_BENCH:-}" != builtin ]]; then
     --out "$OUTDIR/bench" --no-plots
   rc=$?
   ((rc != 125)) && note "bench (benchmarks/bench.py): rc=$rc" && BENCH_TABLE=$(tail -30 "$STEP")
-else
+fi
+if [[ ! -f benchmarks/bench.py || "${GPU_CHECK_BENCH:-}" == builtin ]] || ((rc != 0 && rc != 125)); then
   step bench 300 $PY scripts/cuda_bench.py --dtypes bfloat16 float32 --out "$OUTDIR/bench.csv"
   rc=$?
   ((rc != 125)) && note "bench (scripts/cuda_bench.py): rc=$rc" && BENCH_TABLE=$(sed -n '/TFLOP\/s on/,$p' "$STEP")
