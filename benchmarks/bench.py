@@ -146,7 +146,7 @@ def main(argv: List[str]) -> int:
     args = parse_args(argv)
     lib = import_library()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     dtypes = args.dtype or (["bfloat16"] if device.type == "cuda" else ["float32"])
     chosen = [name for name in cases_mod.PRESETS if getattr(args, name)] or ["quick"]

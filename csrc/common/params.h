@@ -8,6 +8,13 @@
 
 #include <cstdint>
 
+// Lets CUDA kernels call the few inline helpers below; plain C++ compilers see nothing.
+#if defined(__CUDACC__)
+#define FLASH_ATTN_EXT_HOST_DEVICE __host__ __device__
+#else
+#define FLASH_ATTN_EXT_HOST_DEVICE
+#endif
+
 namespace flash_attn_ext {
 
 enum class ScalarKind : int32_t { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3, kBool = 4 };
@@ -57,7 +64,7 @@ struct FwdParams {
   int64_t causal_offset = 0;
 
   // Last key index (exclusive) query row i may see under the causal rule.
-  inline int64_t causal_key_end(int64_t i) const {
+  FLASH_ATTN_EXT_HOST_DEVICE inline int64_t causal_key_end(int64_t i) const {
     if (causal == CausalMode::kNone) return S;
     int64_t end = i + causal_offset + 1;
     return end < 0 ? 0 : (end > S ? S : end);
