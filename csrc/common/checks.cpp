@@ -89,19 +89,23 @@ at::Tensor check_mask(const at::Tensor& mask, const at::Tensor& q, int64_t B, in
   return mask.expand({B, H, L, S});
 }
 
-// Points the params at the validated tensors (inputs and outputs).
-void bind_tensors(ForwardCall& c) {
+// Points the params at the validated inputs: explain() needs their strides and alignment too.
+void bind_inputs(ForwardCall& c) {
   FwdParams& p = c.params;
   p.q = c.q.data_ptr(); p.k = c.k.data_ptr(); p.v = c.v.data_ptr();
-  p.out = c.out.data_ptr(); p.lse = c.lse.data_ptr<float>();
   p.q_sb = c.q.stride(0); p.q_sh = c.q.stride(1); p.q_sl = c.q.stride(2);
   p.k_sb = c.k.stride(0); p.k_sh = c.k.stride(1); p.k_sl = c.k.stride(2);
   p.v_sb = c.v.stride(0); p.v_sh = c.v.stride(1); p.v_sl = c.v.stride(2);
-  p.o_sb = c.out.stride(0); p.o_sh = c.out.stride(1); p.o_sl = c.out.stride(2);
   if (c.mask.defined()) {
     p.mask = c.mask.data_ptr();
     p.m_sb = c.mask.stride(0); p.m_sh = c.mask.stride(1); p.m_sl = c.mask.stride(2); p.m_ss = c.mask.stride(3);
   }
+}
+
+void bind_outputs(ForwardCall& c) {
+  FwdParams& p = c.params;
+  p.out = c.out.data_ptr(); p.lse = c.lse.data_ptr<float>();
+  p.o_sb = c.out.stride(0); p.o_sh = c.out.stride(1); p.o_sl = c.out.stride(2);
 }
 
 }  // namespace
@@ -155,7 +159,8 @@ ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, cons
     p.mask_dtype = to_kind(c.mask.scalar_type());
   }
 
-  if (!allocate) return c;  // shapes only (explain)
+  bind_inputs(c);
+  if (!allocate) return c;  // explain() and the backward: no outputs of ours
   c.out = at::empty({B, H, L, Ev}, c.q.options());
   c.lse = at::empty({B, H, L}, c.q.options().dtype(at::kFloat));
   if (B * H * L == 0 || S == 0) {
@@ -166,7 +171,7 @@ ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, cons
     return c;
   }
 
-  bind_tensors(c);
+  bind_outputs(c);
   return c;
 }
 
@@ -204,7 +209,7 @@ BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const
     c.dscores = at::zeros({p.B, p.H, p.L, p.S}, q.options().dtype(acc));
   }
   c.empty = p.B * p.H * p.L == 0 || p.S == 0;
-  if (!c.empty) bind_tensors(c.fwd);
+  bind_outputs(c.fwd);
 
   BwdParams& bp = c.params;
   bp.fwd = p;
