@@ -75,11 +75,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cpu(
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
   if (c.empty) return {c.dq, c.dk, c.dv, dscores};
   const BwdParams& bp = c.params;
-  const size_t bytes = cpu::backward_scratch_bytes(bp);
-  parallel_items_with_scratch(cpu::backward_kv_num_work(bp), bytes,
-                              [&](int64_t w, void* s) { cpu::backward_kv(bp, w, w + 1, s); });
-  parallel_items_with_scratch(cpu::backward_q_num_work(bp), bytes,
-                              [&](int64_t w, void* s) { cpu::backward_q(bp, w, w + 1, s); });
+  if (bp.fwd.dtype == ScalarKind::kFloat64) {
+    // float64 (gradcheck) keeps the scalar two-pass loop.
+    const size_t bytes = cpu::backward_scratch_bytes(bp);
+    parallel_items_with_scratch(cpu::backward_kv_num_work(bp), bytes,
+                                [&](int64_t w, void* s) { cpu::backward_kv(bp, w, w + 1, s); });
+    parallel_items_with_scratch(cpu::backward_q_num_work(bp), bytes,
+                                [&](int64_t w, void* s) { cpu::backward_q(bp, w, w + 1, s); });
+    return {c.dq, c.dk, c.dv, dscores};
+  }
+  at::Tensor dq_part = at::empty({cpu::backward_vec_dq_part_floats(bp)}, q.options().dtype(at::kFloat));
+  float* part = dq_part.data_ptr<float>();
+  parallel_items_with_scratch(cpu::backward_vec_num_work(bp), cpu::backward_vec_scratch_bytes(bp),
+                              [&](int64_t w, void* s) { cpu::backward_vec(bp, w, s, part); });
+  at::parallel_for(0, bp.fwd.B * bp.fwd.H * bp.fwd.L, 64,
+                   [&](int64_t begin, int64_t end) { cpu::backward_vec_finish_dq(bp, part, begin, end); });
   return {c.dq, c.dk, c.dv, dscores};
 }
 

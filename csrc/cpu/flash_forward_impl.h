@@ -30,24 +30,6 @@
 namespace flash_attn_ext::cpu {
 namespace {
 
-// ---- Step 2: hide what this tile must not see: add the mask bias, set causally hidden scores to -inf.
-// Query lane r (row i0 + r) sees key j0 + c iff j0 + c <= i0 + r + causal_offset.
-template <class Simd>
-void apply_masks(const FwdParams& p, int64_t i0, int64_t lanes, int64_t j0, int64_t cols, const float* bias,
-                 bool causal_cut, float* st) {
-  constexpr int W = Simd::kWidth;
-  for (int64_t c = 0; c < cols; ++c) {
-    float* s = st + c * kBr;
-    const int64_t first_visible = j0 + c - p.causal_offset - i0;  // lanes below this are hidden
-    for (int64_t r = 0; r < lanes; r += W) {
-      typename Simd::V x = Simd::load(s + r);
-      if (bias != nullptr) x = Simd::add_bias(x, Simd::load(bias + c * kBr + r));
-      if (causal_cut) x = Simd::hide_below(x, first_visible - r);
-      Simd::store(s + r, x);
-    }
-  }
-}
-
 // ---- Steps 3-4: online softmax for one tile, per query lane: new running max, the factor
 // that rescales what was accumulated so far, probabilities (in place of the scores) and their sum.
 template <class Simd>

@@ -1,6 +1,7 @@
 // The mask tile of the vector kernel: mask(i0 + r, j0 + c) for one query block and key tile,
 // read through the mask's strides (any broadcast form), as a key-major float bias in log2
-// units, and a verdict on the tile: nothing hidden, partly hidden or all hidden.
+// units, and a verdict on the tile: nothing hidden, partly hidden or all hidden; then the
+// step that applies it (and the causal cut) to a key-major score tile.
 // Include only inside an ISA target region (through flash_forward_impl.h); everything here
 // has internal linkage.
 #pragma once
@@ -93,6 +94,24 @@ TileMask load_bias(const FwdParams& p, int64_t b, int64_t h, int64_t i0, int64_t
       return load_bias_typed<Simd>(p, static_cast<const BFloat16*>(p.mask) + off, rows, lanes, cols, bias, rows_tmp);
   }
   return TileMask::kClear;
+}
+
+// ---- Step 2: hide what this tile must not see: add the mask bias, set causally hidden scores to -inf.
+// Query lane r (row i0 + r) sees key j0 + c iff j0 + c <= i0 + r + causal_offset.
+template <class Simd>
+void apply_masks(const FwdParams& p, int64_t i0, int64_t lanes, int64_t j0, int64_t cols, const float* bias,
+                 bool causal_cut, float* st) {
+  constexpr int W = Simd::kWidth;
+  for (int64_t c = 0; c < cols; ++c) {
+    float* s = st + c * kBr;
+    const int64_t first_visible = j0 + c - p.causal_offset - i0;  // lanes below this are hidden
+    for (int64_t r = 0; r < lanes; r += W) {
+      typename Simd::V x = Simd::load(s + r);
+      if (bias != nullptr) x = Simd::add_bias(x, Simd::load(bias + c * kBr + r));
+      if (causal_cut) x = Simd::hide_below(x, first_visible - r);
+      Simd::store(s + r, x);
+    }
+  }
 }
 
 }  // namespace

@@ -52,6 +52,11 @@ struct SimdAvx2 {
     return _mm256_add_ps(acc, _mm256_and_ps(live, _mm256_mul_ps(p, v)));
   }
 
+  // p * x, but exactly 0 where p == 0 (see SimdAvx512::mul_live).
+  static V mul_live(V p, V x) {
+    return _mm256_and_ps(_mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_mul_ps(p, x));
+  }
+
   // s + bias, or exactly -inf where bias is -inf (the key is hidden even if s is NaN).
   static V add_bias(V s, V bias) {
     const V neg_inf = _mm256_set1_ps(-__builtin_inff());

@@ -49,6 +49,12 @@ struct SimdAvx512 {
     return _mm512_mask3_fmadd_ps(p, v, acc, live);
   }
 
+  // p * x, but exactly 0 where p == 0: dS of a hidden key stays 0 even when its dP is NaN
+  // (NaN in a hidden V row).
+  static V mul_live(V p, V x) {
+    return _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(p, _mm512_setzero_ps(), _CMP_NEQ_UQ), p, x);
+  }
+
   // s + bias, or exactly -inf where bias is -inf (the key is hidden even if s is NaN).
   static V add_bias(V s, V bias) {
     const __mmask16 hidden = _mm512_cmp_ps_mask(bias, _mm512_set1_ps(-__builtin_inff()), _CMP_EQ_OQ);

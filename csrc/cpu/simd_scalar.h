@@ -33,6 +33,7 @@ struct SimdScalar {
   static V fmadd(V a, V b, V c) { return a * b + c; }
   static V max(V a, V b) { return a > b ? a : b; }
   static V fmadd_nonzero(V p, V v, V acc) { return p != 0.0f ? p * v + acc : acc; }
+  static V mul_live(V p, V x) { return p != 0.0f ? p * x : 0.0f; }
   static V add_bias(V s, V bias) { return bias == -__builtin_inff() ? bias : s + bias; }
   static V hide_below(V s, int64_t n) { return n > 0 ? -__builtin_inff() : s; }
   static V finite_or_zero(V m) { return m == -__builtin_inff() ? 0.0f : m; }

@@ -33,6 +33,7 @@ const CudaKernel kCudaKernels[] = {
     {"v1_tiled", cuda::launch_v1_tiled, 0, "one thread per query row, K/V tiles staged in shared memory"},
     {"v2_warp", cuda::launch_v2_warp, 0, "warp-cooperative: lanes split the keys, shuffle reductions"},
     {"v3_mma", cuda::launch_v3_mma, 80, "tensor cores: mma.sync m16n8k16, ldmatrix, cp.async pipeline"},
+    {"v4_wgmma", cuda::launch_v4_wgmma, 90, "Hopper: TMA + mbarrier ring, warp-specialised, wgmma SS (QK^T) and RS (PV)"},
 };
 
 int device_sm(int device_index) {
@@ -163,7 +164,7 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
   if (requested != "auto") {
     const CudaKernel* k = find_kernel(requested);
     TORCH_CHECK_VALUE(k != nullptr, "flash_attention: kernel='", requested,
-                      "' is not a CUDA kernel; expected 'auto' or one of naive, v0_naive, v1_tiled, v2_warp, v3_mma");
+                      "' is not a CUDA kernel; expected 'auto' or one of naive, v0_naive, v1_tiled, v2_warp, v3_mma, v4_wgmma");
     TORCH_CHECK_VALUE(sm >= k->min_sm, "flash_attention: kernel='", requested, "' needs compute capability ",
                       k->min_sm / 10, ".", k->min_sm % 10, " or newer; this device is ", sm / 10, ".", sm % 10);
     TORCH_CHECK_VALUE(!(std::string(k->name) == "v3_mma" && p.dtype == ScalarKind::kFloat32 &&
@@ -171,11 +172,19 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
                       "flash_attention: kernel='v3_mma' runs float32 on tensor cores (3xTF32 or TF32) and cannot "
                       "honour float32_precision='ieee'; use float32_precision='auto', '3xtf32' or 'tf32', or a "
                       "CUDA-core kernel");
+    if (std::string(k->name) == "v4_wgmma") {
+      std::string why;
+      TORCH_CHECK_VALUE(cuda::v4_wgmma_supports(p, sm, &why), "flash_attention: kernel='v4_wgmma' ", why);
+    }
     return {k->name, "requested by name"};
   }
+  std::string v4_why;
+  if (cuda::v4_wgmma_supports(p, sm, &v4_why))
+    return {"v4_wgmma", "sm_90, 16-bit, E == Ev in {64, 128}, no mask, TMA-aligned rows: the Hopper rung is the fastest"};
   if (sm >= 80) {
     if (p.dtype != ScalarKind::kFloat32)
-      return {"v3_mma", "sm80+ and 16-bit inputs: the tensor-core rung is the fastest"};
+      return {"v3_mma", "sm80+ and 16-bit inputs: the tensor-core rung is the fastest" +
+                            (sm == 90 ? " (v4_wgmma " + v4_why + ")" : std::string())};
     if (p.precision != Float32Precision::kIeee)
       return {"v3_mma", "sm80+ float32 with tensor cores allowed (3xTF32 unless float32_precision='tf32')"};
     return {"v2_warp", "float32_precision='ieee' keeps float32 on CUDA cores: the warp-cooperative rung"};

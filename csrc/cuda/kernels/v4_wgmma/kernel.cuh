@@ -1,0 +1,278 @@
+// v4_wgmma forward (sm_90a): FlashAttention with Hopper's asynchronous units.
+//
+// What changes from v3 (mma.sync + ldmatrix + cp.async, every warp loading and computing):
+// - warp specialisation: warpgroup 0 only moves data, one thread issuing TMA box copies of
+//   Q once and of K, V per kBlockN keys into a 2-stage ring; each stage has a "full" mbarrier
+//   per operand (completed by the TMA's byte count) and an "empty" one the consumer warps
+//   arrive on when their wgmmas have read it;
+// - setmaxnreg moves registers from the producer to the two consumer warpgroups;
+// - S = Q K^T is one wgmma chain with both operands in swizzled shared memory (SS); P stays in
+//   registers as the A operand of the RS wgmma O += P V, with V read MN-major (no transpose
+//   pass). No ldmatrix, no shared-memory staging of P.
+// Rows are independent, so out-of-range Q rows (zero-filled by TMA) are computed and not
+// stored; keys past the last visible one are zero-filled by TMA and masked to -inf.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "../../ptx/fence.cuh"
+#include "../../ptx/mbarrier.cuh"
+#include "../../ptx/setmaxnreg.cuh"
+#include "../../ptx/tma.cuh"
+#include "../../ptx/wgmma.cuh"
+#include "config.h"
+#include "softmax.cuh"
+
+namespace flash_attn_ext::cuda::v4 {
+
+// Leading offset of the MN-major V descriptor: bytes between the 64-wide E chunks of a V
+// tile (see ptx/wgmma.cuh). Checked by scripts/ptx_tests/wgmma_tma_gemm.cu, mode 3.
+constexpr uint32_t kVLeadBytes = kBlockN * 128;
+constexpr uint32_t kVStrideBytes = 1024;
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+}
+
+// Number of kBlockN key tiles the CTA whose first row is row0 must visit.
+template <bool CAUSAL>
+__device__ __forceinline__ int key_tiles(const Args& a, int row0) {
+  int end = a.S;
+  if constexpr (CAUSAL) {
+    const int last_row = min(row0 + kBlockM, a.L) - 1;
+    end = min(end, last_row + a.causal_offset + 1);
+  }
+  return end <= 0 ? 0 : (end + kBlockN - 1) / kBlockN;
+}
+
+template <int E>
+__device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
+                                        Smem<E>& s, int row0, int h, int hk, int b, int n_tiles) {
+  ptx::tma_prefetch_desc(tq);
+  ptx::tma_prefetch_desc(tk);
+  ptx::tma_prefetch_desc(tv);
+  ptx::mbar_arrive_expect_tx(&s.q_full, kBlockM * E * 2);
+#pragma unroll
+  for (int c = 0; c < E / kChunk; ++c)
+    ptx::tma_load_4d(ptx::smem_addr(s.q) + c * kBlockM * 128, tq, ptx::smem_addr(&s.q_full), c * kChunk, row0, h, b);
+  for (int j = 0; j < n_tiles; ++j) {
+    const int st = j % kStages;
+    // Reuse a stage only after all 8 consumer warps released its previous tile.
+    if (j >= kStages) ptx::mbar_wait(&s.kv_empty[st], ((j / kStages) - 1) & 1);
+    ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 2);
+#pragma unroll
+    for (int c = 0; c < E / kChunk; ++c)
+      ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunk,
+                       j * kBlockN, hk, b);
+    ptx::mbar_arrive_expect_tx(&s.v_full[st], kBlockN * E * 2);
+#pragma unroll
+    for (int c = 0; c < E / kChunk; ++c)
+      ptx::tma_load_4d(ptx::smem_addr(s.v[st]) + c * kBlockN * 128, tv, ptx::smem_addr(&s.v_full[st]), c * kChunk,
+                       j * kBlockN, hk, b);
+  }
+}
+
+// S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
+template <typename T, int E>
+__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_base, uint32_t k_base) {
+#pragma unroll
+  for (int kk = 0; kk < E / 16; ++kk) {
+    const uint32_t off = (kk % 4) * 32;  // k16 step inside a 128-byte swizzled row
+    const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
+    const uint64_t dk = ptx::desc_kmajor_sw128(k_base + (kk / 4) * kBlockN * 128 + off);
+    ptx::wgmma_ss<T, kBlockN, 0>(sc, dq, dk, kk > 0);
+  }
+  ptx::wgmma_commit();
+}
+
+// O += P V for one V stage (V read MN-major), issued (not waited for).
+template <typename T, int E>
+__device__ __forceinline__ void issue_pv(float (&o)[E / 2], const uint32_t (&p)[kBlockN / 16][4], uint32_t v_base) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes, kVStrideBytes);
+    ptx::wgmma_rs<T, E, 1>(o, p[kk], dv, 1);
+  }
+  ptx::wgmma_commit();
+}
+
+// Scale, mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of
+// this warpgroup's first row) and run one online-softmax step on key tile j.
+template <bool CAUSAL>
+__device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], const Args& a, int j, int first_row,
+                                             int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+  const int key0 = j * kBlockN;
+  const bool tail = key0 + kBlockN > a.S;
+  const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
+  if (tail || diag)
+    scale_and_mask<kBlockN, true, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
+  else
+    scale_and_mask<kBlockN, false, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
+  online_softmax<kBlockN>(sc, m, l, alpha);
+}
+
+// P as RS A fragments: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose
+// (row g, row g+8) x (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
+template <typename T>
+__device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2], uint32_t (&p)[kBlockN / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    p[kk][0] = pack2<T>(sc[8 * kk + 0], sc[8 * kk + 1]);
+    p[kk][1] = pack2<T>(sc[8 * kk + 2], sc[8 * kk + 3]);
+    p[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
+    p[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
+  }
+}
+
+// One consumer warpgroup: 64 query rows starting at row0 + 64 * cw.
+// OVERLAP = false: per tile, S = QK^T, wait, softmax, O += PV, wait (each unit idles while
+// the other works, except across the two consumer warpgroups).
+// OVERLAP = true (FlashAttention-3's intra-warpgroup pipelining): S for tile j + 1 is issued
+// together with PV for tile j, and its softmax runs while PV is still on the tensor cores;
+// costs a second score tile in registers (P stays packed while S_{j+1} is live).
+template <typename T, int E, bool CAUSAL, bool OVERLAP>
+__device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int cw, int h, int b, int n_tiles) {
+  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int row_g = row0 + cw * 64 + warp * 16 + g;  // this thread's rows: row_g and row_g + 8
+  const int first_row = row0 + cw * 64;
+
+  float o[E / 2];
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
+  float sc[kBlockN / 2];
+  uint32_t p[kBlockN / 16][4];
+
+  if (n_tiles > 0) ptx::mbar_wait(&s.q_full, 0);
+  const uint32_t q_base = ptx::smem_addr(s.q) + cw * 64 * 128;
+  auto k_base = [&](int j) { return ptx::smem_addr(s.k[j % kStages]); };
+  auto v_base = [&](int j) { return ptx::smem_addr(s.v[j % kStages]); };
+  auto phase = [](int j) { return static_cast<uint32_t>((j / kStages) & 1); };
+
+  if constexpr (!OVERLAP) {
+    for (int j = 0; j < n_tiles; ++j) {
+      ptx::mbar_wait(&s.k_full[j % kStages], phase(j));
+      ptx::wgmma_fence();
+      issue_qk<T, E>(sc, q_base, k_base(j));
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(sc);
+      softmax_tile<CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+      rescale<E>(o, alpha);
+      pack_p<T>(sc, p);
+      ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      ptx::wgmma_fence();
+      issue_pv<T, E>(o, p, v_base(j));
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(o);
+      if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+    }
+  } else if (n_tiles > 0) {
+    ptx::mbar_wait(&s.k_full[0], 0);
+    ptx::wgmma_fence();
+    issue_qk<T, E>(sc, q_base, k_base(0));
+    ptx::wgmma_wait<0>();
+    ptx::fence_operands(sc);
+    softmax_tile<CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
+    pack_p<T>(sc, p);
+    // Tiles 0 .. n-2 overlap; the last one only runs PV (no branch around a wgmma, which
+    // would make ptxas serialise the pipeline).
+    for (int j = 0; j + 1 < n_tiles; ++j) {
+      ptx::mbar_wait(&s.k_full[(j + 1) % kStages], phase(j + 1));
+      ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      ptx::wgmma_fence();
+      issue_qk<T, E>(sc, q_base, k_base(j + 1));
+      issue_pv<T, E>(o, p, v_base(j));
+      ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
+      ptx::fence_operands(sc);
+      softmax_tile<CAUSAL>(sc, a, j + 1, first_row, row_g, t, m, l, alpha);
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(o);
+      if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+      rescale<E>(o, alpha);
+      pack_p<T>(sc, p);
+    }
+    const int j = n_tiles - 1;
+    ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+    ptx::wgmma_fence();
+    issue_pv<T, E>(o, p, v_base(j));
+    ptx::wgmma_wait<0>();
+    ptx::fence_operands(o);
+    if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+  }
+
+  // Finalise: full row sums, O / l, LSE = ln 2 * (m + log2 l); empty rows give 0 and -inf.
+  float inv[2], lse[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(l[r]);
+    inv[r] = sum > 0.f ? 1.f / sum : 0.f;
+    lse[r] = sum > 0.f ? (m[r] + __log2f(sum)) * 0.69314718055994531f : -INFINITY;
+  }
+  T* out = static_cast<T*>(a.out) + b * a.o_sb + h * a.o_sh;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row_g + 8 * r;
+    if (row >= a.L) continue;
+    T* orow = out + static_cast<int64_t>(row) * a.o_sl;
+#pragma unroll
+    for (int jb = 0; jb < E / 8; ++jb)
+      *reinterpret_cast<uint32_t*>(orow + 8 * jb + 2 * t) =
+          pack2<T>(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]);
+    if (a.lse != nullptr && t == 0) a.lse[(static_cast<int64_t>(b) * a.H + h) * a.L + row] = lse[r];
+  }
+}
+
+template <typename T, int E, bool CAUSAL, bool OVERLAP>
+__global__ void __launch_bounds__(kThreads, 1)
+    v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                  const __grid_constant__ CUtensorMap tv, const Args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  Smem<E>& s = *reinterpret_cast<Smem<E>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  // Tiles of one head are adjacent in launch order so they share K/V in L2; under causal the
+  // longest rows (last query tiles) start first.
+  const int bh = blockIdx.x / a.num_m;
+  int m_blk = blockIdx.x % a.num_m;
+  if constexpr (CAUSAL) m_blk = a.num_m - 1 - m_blk;
+  const int b = bh / a.H, h = bh % a.H, hk = h / a.group;
+  const int row0 = m_blk * kBlockM;
+  const int n_tiles = key_tiles<CAUSAL>(a, row0);
+
+  if (threadIdx.x == 0) {
+    ptx::mbar_init(&s.q_full, 1);
+    for (int i = 0; i < kStages; ++i) {
+      ptx::mbar_init(&s.k_full[i], 1);
+      ptx::mbar_init(&s.v_full[i], 1);
+      ptx::mbar_init(&s.kv_empty[i], 4 * kConsumerWarpgroups);
+    }
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    ptx::setmaxnreg_dec<kProducerRegs>();
+    if (threadIdx.x == 0 && n_tiles > 0) produce<E>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
+  } else {
+    ptx::setmaxnreg_inc<kConsumerRegs>();
+    consume<T, E, CAUSAL, OVERLAP>(a, s, row0, wg - 1, h, b, n_tiles);
+  }
+#else
+  __trap();  // built without sm_90a: the host never launches this
+#endif
+}
+
+}  // namespace flash_attn_ext::cuda::v4

@@ -1,0 +1,64 @@
+// launch_v4_wgmma and the rung's input rule: which calls the Hopper kernel takes.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "../../launch.h"
+#include "run.h"
+
+namespace flash_attn_ext::cuda {
+namespace {
+
+// TMA reads a row only from a 16-byte aligned address with 16-byte multiple strides; a
+// size-1 dimension's stride is never used.
+bool tma_ok(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads, int64_t s_batch,
+            int64_t batch) {
+  auto ok = [](int64_t stride, int64_t n) { return n == 1 || (stride > 0 && stride % 8 == 0); };
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ok(s_row, rows) && ok(s_head, heads) && ok(s_batch, batch);
+}
+
+template <typename T, bool CAUSAL>
+bool run_e(const FwdParams& p, cudaStream_t s) {
+  return p.E == 64 ? v4::run_v4<T, 64, CAUSAL>(p, s) : v4::run_v4<T, 128, CAUSAL>(p, s);
+}
+
+}  // namespace
+
+bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
+  auto no = [&](const char* reason) {
+    if (why) *why = reason;
+    return false;
+  };
+  if (sm != 90) return no("needs compute capability 9.0 exactly (sm_90a instructions)");
+  if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) return no("takes float16/bfloat16 only");
+  if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes E == Ev in {64, 128} only");
+  if (p.mask_kind != MaskKind::kNone) return no("takes no mask");
+  if (!tma_ok(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) || !tma_ok(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
+      !tma_ok(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
+    return no("needs 16-byte aligned q/k/v rows and strides (TMA)");
+  if (reinterpret_cast<uintptr_t>(p.out) % 4 != 0 || p.o_sl % 2 != 0 || p.o_sh % 2 != 0 || p.o_sb % 2 != 0)
+    return no("needs 4-byte aligned output pairs");
+  const int64_t tiles = (p.L + 127) / 128 * p.B * p.H;
+  if (p.L >= (int64_t(1) << 31) - 256 || p.S >= (int64_t(1) << 31) - 256 || tiles >= (int64_t(1) << 31))
+    return no("sizes beyond 32-bit tile indices");
+  return true;
+}
+
+void launch_v4_wgmma(const FwdParams& p, cudaStream_t stream) {
+  const bool causal = p.causal != CausalMode::kNone;
+  bool done;
+  if (p.dtype == ScalarKind::kBFloat16)
+    done = causal ? run_e<__nv_bfloat16, true>(p, stream) : run_e<__nv_bfloat16, false>(p, stream);
+  else
+    done = causal ? run_e<__half, true>(p, stream) : run_e<__half, false>(p, stream);
+  // The driver refused a tensor map (an old driver, a layout the checks above missed): the
+  // tensor-core rung takes every input.
+  if (!done) {
+    static bool told = false;
+    if (!told) std::fprintf(stderr, "flash_attn_ext: v4_wgmma could not encode a TMA tensor map; running v3_mma\n");
+    told = true;
+    launch_v3_mma(p, stream);
+  }
+}
+
+}  // namespace flash_attn_ext::cuda

@@ -1,0 +1,76 @@
+// run_v4<T, E, CAUSAL>: builds the three tensor maps of one call and launches the kernel.
+// Included by the explicit instantiations in csrc/cuda/instantiations/v4_*.cu.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "../../../common/params.h"
+#include "../../ptx/tma_host.h"
+#include "kernel.cuh"
+
+namespace flash_attn_ext::cuda::v4 {
+
+// A (B, heads, rows, E) view as a 4-D map, E innermost, boxes of 64 x kRows x 1 x 1 with
+// 128-byte swizzle. Strides of size-1 dims are irrelevant to the data but must still satisfy
+// the encoder (multiples of 16 bytes), so they are replaced by the packed value.
+template <typename T>
+bool make_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64_t heads, int64_t batch,
+              int64_t s_row, int64_t s_head, int64_t s_batch, uint32_t box_rows) {
+  const int64_t es = sizeof(T);
+  if (rows == 1) s_row = E;
+  if (heads == 1) s_head = s_row * rows;
+  if (batch == 1) s_batch = s_head * heads;
+  const uint64_t dims[4] = {static_cast<uint64_t>(E), static_cast<uint64_t>(rows), static_cast<uint64_t>(heads),
+                            static_cast<uint64_t>(batch)};
+  const uint64_t strides[3] = {static_cast<uint64_t>(s_row * es), static_cast<uint64_t>(s_head * es),
+                               static_cast<uint64_t>(s_batch * es)};
+  const uint32_t box[4] = {kChunk, box_rows, 1, 1};
+  const CUtensorMapDataType dt =
+      std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return tma::encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
+}
+
+// Returns false (nothing launched) if a tensor map cannot be encoded; the caller falls back.
+template <typename T, int E, bool CAUSAL>
+bool run_v4(const FwdParams& p, cudaStream_t stream) {
+  Args a{};
+  a.out = p.out;
+  a.lse = p.lse;
+  a.o_sb = p.o_sb;
+  a.o_sh = p.o_sh;
+  a.o_sl = p.o_sl;
+  a.L = static_cast<int>(p.L);
+  a.H = static_cast<int>(p.H);
+  a.group = static_cast<int>(p.group);
+  a.causal_offset = static_cast<int>(p.causal_offset);
+  a.scale_log2 = p.scale_log2;
+  a.num_m = static_cast<int>((p.L + kBlockM - 1) / kBlockM);
+  // Keys no query can see are left outside the K/V maps: the TMA fills them with zeros, so
+  // NaN/Inf stored there cannot reach the output through 0 * NaN.
+  int64_t s_eff = p.S;
+  if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
+  a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
+  const int64_t s_map = std::max<int64_t>(s_eff, 1);
+
+  CUtensorMap tq, tk, tv;
+  if (!make_map<T>(&tq, p.q, E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, kBlockM) ||
+      !make_map<T>(&tk, p.k, E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, kBlockN) ||
+      !make_map<T>(&tv, p.v, E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, kBlockN))
+    return false;
+
+  // FLASH_ATTN_EXT_V4_SIMPLE=1 picks the unpipelined consumer loop (for the worklog's A/B).
+  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
+  const bool overlap = simple == nullptr || simple[0] != '1';
+  auto kernel = overlap ? v4_fwd_kernel<T, E, CAUSAL, true> : v4_fwd_kernel<T, E, CAUSAL, false>;
+  constexpr int smem = smem_bytes<E>();
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
+  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(tq, tk, tv, a);
+  return true;
+}
+
+}  // namespace flash_attn_ext::cuda::v4

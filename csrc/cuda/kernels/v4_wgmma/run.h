@@ -1,0 +1,16 @@
+// Declarations of the v4 explicit instantiations (defined in csrc/cuda/instantiations/v4_*.cu),
+// so launch.cu does not compile the kernel itself.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "../../../common/params.h"
+
+namespace flash_attn_ext::cuda::v4 {
+
+template <typename T, int E, bool CAUSAL>
+bool run_v4(const FwdParams& p, cudaStream_t stream);
+
+}  // namespace flash_attn_ext::cuda::v4

@@ -1,0 +1,105 @@
+// Warpgroup matrix products (sm_90a): ordering instructions, shared-memory matrix descriptors
+// and typed dispatch onto the generated wgmma.mma_async calls in wgmma_ops.cuh.
+//
+// PTX ISA, chapter "Asynchronous Warpgroup Level Matrix Multiply-Accumulate Instructions":
+// wgmma.fence, wgmma.commit_group, wgmma.wait_group, "Matrix Descriptor Format" and
+// "Shared Memory Matrix Layout". All four warps of a warpgroup (128 consecutive threads,
+// first warp index divisible by 4) execute every call here together (.sync.aligned).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "wgmma_ops.cuh"
+
+namespace flash_attn_ext::cuda::ptx {
+
+// Orders this thread's earlier register writes (accumulators, RS A fragments) before the
+// next wgmma reads them. Needed before the first wgmma of a batch and after other code
+// touched the accumulators (online-softmax rescale) or wrote the A registers.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+
+// Closes the batch of wgmmas issued since the previous commit into one group.
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+
+// Waits until at most N committed groups are still running. Until then their accumulator
+// (and RS A) registers and their shared-memory operands must be left alone.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// The compiler does not know a wgmma writes its accumulators late: this empty asm makes
+// each register look read and rewritten here, so no use of it moves above the wait that
+// precedes this call, and no write of it moves below a wgmma issued after.
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fence_operands(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+// Matrix descriptor (PTX "Matrix Descriptor Format"), 64 bits:
+//   bits  0-13  start address >> 4 (shared-memory byte address)
+//   bits 16-29  leading-dimension byte offset >> 4
+//   bits 32-45  stride-dimension byte offset >> 4
+//   bits 49-51  base offset (0: every tile base here is 1024-byte aligned)
+//   bits 62-63  swizzle mode: 1 = 128-byte swizzle
+// With 128-byte swizzle the unit applies the XOR pattern to the absolute address, so a
+// descriptor may start inside a swizzle atom (advancing by 32 bytes per k16 step along a
+// K-major row) as long as the tile itself starts on a 1024-byte boundary.
+//
+// K-major 128B-swizzled tile (rows of 64 16-bit values = 128 bytes, as TMA writes it with
+// CU_TENSOR_MAP_SWIZZLE_128B): 8-row groups are 1024 bytes apart (stride offset); the
+// leading offset is unused because one k16 step never leaves a 128-byte row (set to 1).
+//
+// MN-major 128B-swizzled tile (each 128-byte row holds 64 consecutive MN values of one k):
+// stride offset = bytes between 8-row groups along K (1024 when rows are packed);
+// leading offset = bytes between consecutive 64-wide MN chunks.
+__device__ __forceinline__ uint64_t make_desc_sw128(uint32_t smem_addr, uint32_t lead_bytes, uint32_t stride_bytes) {
+  uint64_t d = 0;
+  d |= static_cast<uint64_t>((smem_addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>((lead_bytes >> 4) & 0x3FFF) << 16;
+  d |= static_cast<uint64_t>((stride_bytes >> 4) & 0x3FFF) << 32;
+  d |= static_cast<uint64_t>(1) << 62;
+  return d;
+}
+
+__device__ __forceinline__ uint64_t desc_kmajor_sw128(uint32_t smem_addr) {
+  return make_desc_sw128(smem_addr, 16, 1024);
+}
+
+// Typed dispatch: T is __nv_bfloat16 or __half, N the tile width (64 or 128).
+template <typename T, int N, int TRANS_B>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+  constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  if constexpr (N == 64) {
+    if constexpr (kBf16) wgmma_ss_m64n64k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n64k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+  } else {
+    static_assert(N == 128, "wgmma_ss: N must be 64 or 128");
+    if constexpr (kBf16) wgmma_ss_m64n128k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n128k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+  }
+}
+
+template <typename T, int N, int TRANS_B>
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+  constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
+  if constexpr (N == 64) {
+    if constexpr (kBf16) wgmma_rs_m64n64k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
+    else wgmma_rs_m64n64k16_f16<TRANS_B>(d, a, desc_b, scale_d);
+  } else {
+    static_assert(N == 128, "wgmma_rs: N must be 64 or 128");
+    if constexpr (kBf16) wgmma_rs_m64n128k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
+    else wgmma_rs_m64n128k16_f16<TRANS_B>(d, a, desc_b, scale_d);
+  }
+}
+
+}  // namespace flash_attn_ext::cuda::ptx

@@ -1,0 +1,159 @@
+"""On an H200: v4_wgmma against the float64 reference on odd shapes (tails, causal both ways,
+GQA, strided views, hidden NaN keys, large logits, negative scale), a repeat-run race check,
+then forward timings beside v3 and SDPA's flash and cuDNN backends. Short table last.
+
+    python scripts/check_v4.py [--no-bench] [--json OUT.json]
+"""
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import flash_attn_ext as fa
+from flash_attn_ext.reference import attention_reference
+
+DEV = "cuda"
+FLOOR = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+failures, stats = [], {}
+
+
+def rand(*shape, dtype):
+    return torch.randn(*shape, device=DEV, dtype=torch.float32).to(dtype)
+
+
+def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
+    out, lse = fa.flash_attention(q, k, v, scale=scale, causal=causal, return_lse=True, kernel=kernel)
+    ref, ref_lse = attention_reference(q, k, v, scale=scale, causal=causal)
+    low, _ = attention_reference(q, k, v, scale=scale, causal=causal, dtype=q.dtype)
+    err = (out.double() - ref).abs().max().item()
+    amax = ref.abs().max().item()
+    tol = 2 * (low.double() - ref).abs().max().item() + FLOOR[q.dtype] * max(amax, 1.0)
+    fin = torch.isfinite(ref_lse)
+    lse_ok = torch.equal(fin, torch.isfinite(lse)) and (
+        not fin.any() or (lse[fin].double() - ref_lse[fin]).abs().max().item()
+        <= 1e-2 + 1e-3 * ref_lse[fin].abs().max().item())
+    nan = torch.isnan(out).any().item()
+    ok = math.isfinite(err) and err <= tol and lse_ok and not nan
+    key = str(q.dtype).split(".")[1]
+    s = stats.setdefault(key, [0, 0, 0.0])
+    s[0] += 1
+    s[1] += ok
+    s[2] = max(s[2], err / max(amax, 1e-6))
+    if not ok:
+        failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
+
+
+def correctness():
+    for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
+        for L, S in [(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1), (300, 257), (128, 256), (640, 384)]:
+            q, k, v = rand(2, 3, L, E, dtype=dt), rand(2, 3, S, E, dtype=dt), rand(2, 3, S, E, dtype=dt)
+            for causal in (False, "top_left", "bottom_right"):
+                check(f"L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal)
+        L, S = 333, 517
+        q, k, v = rand(2, 8, L, E, dtype=dt), rand(2, 2, S, E, dtype=dt), rand(2, 2, S, E, dtype=dt)
+        check(f"gqa E{E}", q, k, v)
+        check(f"gqa E{E} causal", q, k, v, causal=True)
+        check(f"gqa E{E} br", q, k, v, causal="bottom_right")
+        for sc in (0.3, -0.2, 0.0):
+            check(f"scale {sc} E{E}", q, k, v, scale=sc)
+        qn = rand(2, L, 4, E, dtype=dt).transpose(1, 2)
+        kn, vn = rand(2, S, 4, E, dtype=dt).transpose(1, 2), rand(2, S, 4, E, dtype=dt).transpose(1, 2)
+        check(f"bhle-transposed E{E}", qn, kn, vn, causal=True)
+        check(f"causal br L>S E{E}", rand(1, 2, 300, E, dtype=dt), rand(1, 2, 100, E, dtype=dt),
+              rand(1, 2, 100, E, dtype=dt), causal="bottom_right")
+        kx, vx = k.clone(), v.clone()
+        kx[:, :, L:] = float("nan")
+        vx[:, :, L:] = float("inf")
+        check(f"nan in hidden keys E{E}", q, kx, vx, causal="top_left")
+        check(f"logits ~1e4 E{E}", q * 30, k * 30, v)
+        # A moving error is a race: the same inputs twice must give the same bits.
+        q, k, v = (rand(4, 16, 2048, E, dtype=dt) for _ in range(3))
+        for causal in (False, True):
+            a = fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
+            b = fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
+            if not torch.equal(a, b):
+                failures.append(f"{dt} E{E} causal={causal}: two runs differ")
+    # The unpipelined consumer loop (FLASH_ATTN_EXT_V4_SIMPLE=1) on a subset.
+    os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
+    for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
+        for L, S in [(97, 113), (1025, 1025), (300, 257)]:
+            q, k, v = rand(2, 3, L, E, dtype=dt), rand(2, 3, S, E, dtype=dt), rand(2, 3, S, E, dtype=dt)
+            for causal in (False, "top_left", "bottom_right"):
+                check(f"SIMPLE L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal)
+    del os.environ["FLASH_ATTN_EXT_V4_SIMPLE"]
+    q, k, v = (rand(1, 2, 64, 128, dtype=torch.bfloat16) for _ in range(3))
+    chosen = fa.explain(q, k, v)
+    if chosen["kernel"] != "v4_wgmma":
+        failures.append(f"auto picked {chosen}")
+    print("explain (bf16 E128):", chosen)
+    print("explain (E=96):", fa.explain(*(rand(1, 2, 64, 96, dtype=torch.bfloat16) for _ in range(3))))
+
+
+def bench_ms(fn):
+    import triton.testing as tt
+
+    return tt.do_bench(fn, warmup=25, rep=80, return_mode="median")
+
+
+def bench(Ns):
+    rows = []
+    for dt, E, N, causal in itertools.product((torch.bfloat16, torch.float16), (64, 128), Ns, (False, True)):
+        B, H = max(16384 // N, 1), 2048 // E
+        q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
+        flops = 4 * B * H * N * N * E / (2 if causal else 1)
+        r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
+        for name, kern in (("v4", "v4_wgmma"), ("v4s", "v4_wgmma"), ("v3", "v3_mma")):
+            if name == "v4s":
+                os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
+            r[name] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel=kern)) / 1e9
+            os.environ.pop("FLASH_ATTN_EXT_V4_SIMPLE", None)
+        for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            def run(be=be):
+                with sdpa_kernel(be):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            try:
+                run()
+                r[name] = flops / bench_ms(run) / 1e9
+            except RuntimeError:
+                r[name] = float("nan")
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--json")
+    ap.add_argument("--ns", default="1024,4096,16384")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    if not args.no_check:
+        correctness()
+        for f in failures:
+            print("FAIL", f)
+        for key, (n, ok, rel) in stats.items():
+            print(f"correctness {key}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
+    rows = [] if args.no_bench else bench([int(n) for n in args.ns.split(",")])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
+    if rows:
+        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3} {'v4':>6} {'v4s':>6} {'v3':>6} {'flash':>6} {'cudnn':>6} "
+              f"{'v4/fl':>6} {'v4/cud':>6}")
+        for r in rows:
+            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3} {r['v4']:6.1f} {r['v4s']:6.1f} {r['v3']:6.1f} "
+                  f"{r['flash']:6.1f} {r['cudnn']:6.1f} {r['v4'] / r['flash']:6.2f} {r['v4'] / r['cudnn']:6.2f}")
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
