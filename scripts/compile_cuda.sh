@@ -5,7 +5,8 @@
 # also for sm_90a when it (or a header it includes) uses Hopper-only instructions.
 # Warnings are errors, on the device and the host side.
 #
-#   scripts/compile_cuda.sh            JOBS=2 by default; NVCC picks the compiler
+#   scripts/compile_cuda.sh [FILE.cu ...]   every .cu under csrc/ and scripts/ptx_tests/, or the files given;
+#                                           JOBS=2 by default; NVCC picks the compiler
 #
 # Exit status: 0 when every file compiled, 1 otherwise, 0 with a message when nvcc is absent.
 set -uo pipefail
@@ -24,7 +25,7 @@ trap 'rm -rf "$WORK"' EXIT
 FLAGS=(-c -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -DWITH_CUDA
        -I csrc -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror)
 
-# Prints the file and every local header it includes, transitively.
+# Prints the file and every local header it includes (beside it or under csrc/), transitively.
 local_includes() {
   local file=$1 dir inc
   [[ -n "${SEEN[$file]:-}" ]] && return
@@ -32,11 +33,19 @@ local_includes() {
   echo "$file"
   dir=$(dirname "$file")
   for inc in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$file"); do
-    [[ -f "$dir/$inc" ]] && local_includes "$(realpath --relative-to=. "$dir/$inc")"
+    if [[ -f "$dir/$inc" ]]; then
+      local_includes "$(realpath --relative-to=. "$dir/$inc")"
+    elif [[ -f "csrc/$inc" ]]; then  # found through -I csrc
+      local_includes "$(realpath --relative-to=. "csrc/$inc")"
+    fi
   done
 }
 
-mapfile -t SOURCES < <(find csrc -name '*.cu' | sort)
+if (($# > 0)); then
+  SOURCES=("$@")
+else
+  mapfile -t SOURCES < <(find csrc scripts/ptx_tests -name '*.cu' 2>/dev/null | sort)
+fi
 JOBLIST=$WORK/jobs
 : >"$JOBLIST"
 for src in "${SOURCES[@]}"; do
