@@ -110,17 +110,6 @@ void bind_outputs(ForwardCall& c) {
 
 }  // namespace
 
-const char* scalar_kind_name(ScalarKind kind) {
-  switch (kind) {
-    case ScalarKind::kFloat32: return "float32";
-    case ScalarKind::kFloat16: return "float16";
-    case ScalarKind::kBFloat16: return "bfloat16";
-    case ScalarKind::kFloat64: return "float64";
-    case ScalarKind::kBool: return "bool";
-  }
-  return "?";
-}
-
 ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
                             const std::optional<at::Tensor>& mask_in, std::optional<double> scale, int64_t causal,
                             const std::string& precision, bool allocate) {
@@ -163,7 +152,7 @@ ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, cons
   if (!allocate) return c;  // explain() and the backward: no outputs of ours
   c.out = at::empty({B, H, L, Ev}, c.q.options());
   c.lse = at::empty({B, H, L}, c.q.options().dtype(at::kFloat));
-  if (B * H * L == 0 || S == 0) {
+  if (p.nothing_to_compute()) {
     // No key to attend to (or nothing to compute): fully masked rows by definition.
     c.out.zero_();
     c.lse.fill_(-std::numeric_limits<float>::infinity());
@@ -200,15 +189,21 @@ BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const
   c.delta = (c.dout.to(acc) * c.fwd.out.to(acc)).sum(-1);
   if (dlse.has_value() && dlse->defined()) c.delta.sub_(dlse->to(acc));
   c.delta = c.delta.contiguous();
-  c.dq = at::zeros({p.B, p.H, p.L, p.E}, q.options());
-  c.dk = at::zeros({p.B, p.Hkv, p.S, p.E}, q.options());
-  c.dv = at::zeros({p.B, p.Hkv, p.S, p.Ev}, q.options());
+  // Every backend writes every element of dq, dk and dv; only an empty call leaves them to us.
+  c.empty = p.nothing_to_compute();
+  c.dq = at::empty({p.B, p.H, p.L, p.E}, q.options());
+  c.dk = at::empty({p.B, p.Hkv, p.S, p.E}, q.options());
+  c.dv = at::empty({p.B, p.Hkv, p.S, p.Ev}, q.options());
+  if (c.empty) {
+    c.dq.zero_();
+    c.dk.zero_();
+    c.dv.zero_();
+  }
   if (mask_grad) {
     TORCH_CHECK_VALUE(c.fwd.mask.defined() && c.fwd.mask.scalar_type() != at::kBool,
                       "flash_attention backward: a mask gradient needs a floating mask");
     c.dscores = at::zeros({p.B, p.H, p.L, p.S}, q.options().dtype(acc));
   }
-  c.empty = p.B * p.H * p.L == 0 || p.S == 0;
   bind_outputs(c.fwd);
 
   BwdParams& bp = c.params;

@@ -37,7 +37,7 @@ ForwardCall prepare_forward(const at::Tensor& q, const at::Tensor& k, const at::
 struct BackwardCall {
   ForwardCall fwd;  // validated q, k, v, mask views; fwd.out / fwd.lse are the saved forward results
   at::Tensor dout, delta;
-  at::Tensor dq, dk, dv;  // zero-initialised, contiguous, inputs' dtype
+  at::Tensor dq, dk, dv;  // contiguous, inputs' dtype; zeros only when empty
   at::Tensor dscores;     // (B, H, L, S) accumulator dtype when the mask needs a gradient, else undefined
   BwdParams params;
   bool empty = false;     // nothing to compute: the zero gradients are the answer
@@ -49,7 +49,5 @@ BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const
                               const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
                               const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
                               bool mask_grad);
-
-const char* scalar_kind_name(ScalarKind kind);
 
 }  // namespace flash_attn_ext

@@ -63,6 +63,9 @@ struct FwdParams {
   // 0 for top-left, S - L for bottom-right (may be negative when L > S).
   int64_t causal_offset = 0;
 
+  // No output row or no key: the answer (zeros, lse -inf, zero gradients) needs no kernel.
+  inline bool nothing_to_compute() const { return B * H * L == 0 || S == 0; }
+
   // Last key index (exclusive) query row i may see under the causal rule.
   FLASH_ATTN_EXT_HOST_DEVICE inline int64_t causal_key_end(int64_t i) const {
     if (causal == CausalMode::kNone) return S;

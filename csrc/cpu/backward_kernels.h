@@ -10,7 +10,7 @@
 
 namespace flash_attn_ext::cpu {
 
-// Work for the two passes of the backward. Both passes write disjoint outputs, so
+// The scalar float64 backward, in two passes. Both passes write disjoint outputs, so
 // there are no atomics and the result is bitwise reproducible for any thread count.
 //  - pass 1, per (b, kv head, key block): dK and dV of those keys, summed over the
 //    query heads of the GQA group and over every query block that sees them;
