@@ -12,10 +12,8 @@ _CAUSAL_CODES = {False: 0, True: 1, "top_left": 1, "bottom_right": 2}
 
 
 def _causal_code(causal: Causal) -> int:
-    if isinstance(causal, str):
-        if causal in ("top_left", "bottom_right"):
-            return _CAUSAL_CODES[causal]
-    elif isinstance(causal, bool):
+    # isinstance first: 1 and 0 hash like True and False but are not accepted.
+    if isinstance(causal, (bool, str)) and causal in _CAUSAL_CODES:
         return _CAUSAL_CODES[causal]
     raise ValueError(f"flash_attention: causal must be False, True, 'top_left' or 'bottom_right', got {causal!r}")
 
