@@ -44,19 +44,36 @@ def sources(pattern: str) -> list:
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern), recursive=True))
 
 
+def loaded_libstdcxx() -> list:
+    """The libstdc++ that torch runs with, to link against by path.
+
+    Some toolchains link libstdc++ statically by default (seen on the GPU machine's /opt/gcc g++). A second,
+    private libstdc++ inside our module then formats torch's error messages with its own locale tables and
+    crashes inside std::ostream. Naming the shared library torch has loaded keeps one copy in the process.
+    """
+    if not sys.platform.startswith("linux"):
+        return []
+    import torch  # noqa: F401  (loads libstdc++)
+
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "/libstdc++.so" in line}
+    return sorted(paths)[:1]
+
+
 def make_extension():
     cxx_flags = ["-O3", "-std=c++17", "-fno-math-errno"]
     # at::parallel_for is an OpenMP pragma inside torch's headers: compiled without -fopenmp it runs on one
-    # thread. Linking -fopenmp reuses the libgomp torch has already loaded.
+    # thread. Linking -fopenmp reuses the libgomp torch has already loaded (same soname).
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     cxx_flags += openmp
+    link_args = openmp + loaded_libstdcxx()
     srcs = sources("csrc/*.cpp") + sources("csrc/common/*.cpp") + sources("csrc/cpu/**/*.cpp")
     if not want_cuda():
         return cpp_extension.CppExtension(
             "flash_attn_ext._C",
             srcs,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=openmp,
+            extra_link_args=link_args,
             include_dirs=[os.path.join(ROOT, "csrc")],
         )
     archs = cuda_archs()
@@ -70,7 +87,7 @@ def make_extension():
         "flash_attn_ext._C",
         srcs,
         extra_compile_args={"cxx": cxx_flags + ["-DWITH_CUDA", define], "nvcc": nvcc_flags + [define]},
-        extra_link_args=openmp,
+        extra_link_args=link_args,
         include_dirs=[os.path.join(ROOT, "csrc")],
     )
 
