@@ -65,7 +65,11 @@ def test_lse_is_torch_logsumexp_of_the_scores(device, kernel, gen, dtype):
 def test_single_key_returns_its_value_exactly(device, kernel, gen):
     q, k, v = qkv(gen, B=2, H=2, L=33, S=1, E=16, Ev=9, device=device)
     out, lse = attend(kernel, q, k, v)
-    assert torch.equal(out, v.expand_as(out))
+    if device == "cuda" and kernel == "v3_mma":
+        # float32 through 3xTF32: V is split into two TF32 halves that keep 22 of its 24 significand bits.
+        torch.testing.assert_close(out, v.expand_as(out), rtol=2**-21, atol=0)
+    else:
+        assert torch.equal(out, v.expand_as(out))
     torch.testing.assert_close(lse, (q @ k.transpose(-1, -2)).squeeze(-1) / math.sqrt(16), rtol=1e-6, atol=1e-6)
 
 

@@ -1,5 +1,6 @@
 // CUDA host side: checks -> params -> kernel choice -> launch on the current stream
 // of the tensors' own device.
+#include <cmath>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -86,6 +87,21 @@ DenseScores dense_scores(const ForwardCall& c) {
   return d;
 }
 
+// P V when some V entries are NaN/Inf: a zero probability must not meet them (0 * Inf is NaN), yet a
+// row that gives such an entry weight must get the IEEE sum. The finite part of V goes through the
+// matmul; an output element that a non-finite entry reaches with p > 0 takes that sum's value: NaN if
+// a NaN or both infinities reach it, else the infinity.
+at::Tensor weighted_values_ieee(const at::Tensor& probs, const at::Tensor& v, const at::Tensor& bad) {
+  const at::Tensor weight = probs.ne(0).to(at::kFloat);
+  const auto reached = [&](const at::Tensor& which) { return at::matmul(weight, which.to(at::kFloat)).gt(0); };
+  const double inf = std::numeric_limits<double>::infinity();
+  const at::Tensor nan = reached(at::isnan(v)), pos = reached(v.eq(inf)), neg = reached(v.eq(-inf));
+  at::Tensor clean = at::matmul(probs, at::where(bad, at::zeros({}, v.options()), v));
+  clean = at::where(pos, at::full({}, inf, clean.options()), clean);
+  clean = at::where(neg, at::full({}, -inf, clean.options()), clean);
+  return at::where(nan.logical_or(pos.logical_and(neg)), at::full({}, std::nan(""), clean.options()), clean);
+}
+
 // The naive reference on the GPU: the whole (B, H, L, S) score matrix in float32.
 void naive_cuda(const ForwardCall& c) {
   DenseScores d = dense_scores(c);
@@ -97,7 +113,8 @@ void naive_cuda(const ForwardCall& c) {
   // Keys no query sees are zeroed so NaN/Inf there cannot reach the output through 0 * NaN.
   at::Tensor seen = keep.any(2).unsqueeze(-1);
   v = at::where(seen, v, at::zeros({}, v.options()));
-  at::Tensor out = at::matmul(probs, v);
+  const at::Tensor bad = at::isfinite(v).logical_not();
+  at::Tensor out = bad.any().item<bool>() ? weighted_values_ieee(probs, v, bad) : at::matmul(probs, v);
   out.masked_fill_(finite.logical_not().unsqueeze(-1), 0.0);
   c.out.copy_(out);
   c.lse.copy_(lse.masked_fill(finite.logical_not(), -std::numeric_limits<float>::infinity()));

@@ -11,15 +11,24 @@ import flash_attn_ext
 from .numerics import assert_matches_reference
 
 
+def declines(kernel, q, k, v, scale=None, mask=None, causal=False, float32_precision="auto"):
+    """Why ``kernel`` will not take these inputs, or None when it takes them."""
+    if q.device.type == "cpu":
+        return None
+    if q.dtype == torch.float64:
+        return "float64 is CPU-only"
+    try:
+        flash_attn_ext.explain(q, k, v, scale, mask, causal, kernel=kernel, float32_precision=float32_precision)
+    except ValueError as e:
+        return f"{kernel} declines these inputs: {e}"
+    return None
+
+
 def attend(kernel, q, k, v, scale=None, mask=None, causal=False, float32_precision="auto"):
     """(out, lse) from ``kernel`` on the inputs' device."""
-    if q.device.type != "cpu":
-        if q.dtype == torch.float64:
-            pytest.skip("float64 is CPU-only")
-        try:
-            flash_attn_ext.explain(q, k, v, scale, mask, causal, kernel=kernel, float32_precision=float32_precision)
-        except ValueError as e:
-            pytest.skip(f"{kernel} declines these inputs: {e}")
+    why = declines(kernel, q, k, v, scale, mask, causal, float32_precision)
+    if why:
+        pytest.skip(why)
     return flash_attn_ext.flash_attention(
         q, k, v, scale, mask, causal, return_lse=True, kernel=kernel, float32_precision=float32_precision
     )

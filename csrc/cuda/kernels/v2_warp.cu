@@ -14,7 +14,8 @@
 // Registers: 80 at D=64, 116 at D=128, 168 at D=256, no spills (v1: 168, 255 + spills,
 // 255 + 3 KB of spills), so 4-6 blocks share an SM instead of 2-3.
 // Keys of a tile that no row of the block may see have their V rows zeroed (masks)
-// or are never loaded (causal, tails), so 0 * NaN cannot happen for them.
+// or are never loaded (causal, tails), and a row skips the V rows of keys it gives zero
+// weight, so NaN/Inf in a hidden V row never meets a 0 (0 * NaN is NaN).
 //
 // Bought (H200, bf16, B*N = 16k, N = 4096, TFLOP/s): v1 20.9 -> v2 21.0 at E=64 and
 // v1 10.6 -> v2 22.1 at E=128; float32 likewise. History in benchmarks/NOTES.md.
@@ -185,13 +186,22 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r) {
         const float4 pp = *reinterpret_cast<const float4*>(Pw + r * kKeys + c0);
+        // A zero probability (hidden key or underflow) must not multiply its V row: 0 * NaN is NaN.
+        // pp is the same in every lane, so the branch never diverges.
+        const bool all_seen = pp.x != 0.f && pp.y != 0.f && pp.z != 0.f && pp.w != 0.f;
 #pragma unroll
         for (int c = 0; c < kCols; ++c) {
-          if (32 * c < Ev) {
+          if (32 * c >= Ev) continue;
+          if (all_seen) {
             o[r][c] = fmaf(pp.x, vv[0][c], o[r][c]);
             o[r][c] = fmaf(pp.y, vv[1][c], o[r][c]);
             o[r][c] = fmaf(pp.z, vv[2][c], o[r][c]);
             o[r][c] = fmaf(pp.w, vv[3][c], o[r][c]);
+          } else {
+            if (pp.x != 0.f) o[r][c] = fmaf(pp.x, vv[0][c], o[r][c]);
+            if (pp.y != 0.f) o[r][c] = fmaf(pp.y, vv[1][c], o[r][c]);
+            if (pp.z != 0.f) o[r][c] = fmaf(pp.z, vv[2][c], o[r][c]);
+            if (pp.w != 0.f) o[r][c] = fmaf(pp.w, vv[3][c], o[r][c]);
           }
         }
       }
