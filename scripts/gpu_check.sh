@@ -81,8 +81,10 @@ if [[ -d tests ]]; then
   # pytest-xdist, where installed, runs the suite in worker processes: a test that crashes
   # its process is reported as failed and the others still run.
   xdist=()
-  $PY -c "import xdist" 2>/dev/null && xdist=(-n 8 --max-worker-restart 100)
-  step tests 300 $PY -m pytest -q -rfE -p no:cacheprovider "${xdist[@]}" tests --junitxml="$OUTDIR/junit.xml"
+  # One CPU thread per worker: 16 workers of 16 threads each made the CPU float64 gradchecks 10x slower.
+  $PY -c "import xdist" 2>/dev/null && xdist=(-n 16 --max-worker-restart 100)
+  step tests 360 env OMP_NUM_THREADS=1 $PY -m pytest -q -rfE -p no:cacheprovider "${xdist[@]}" tests \
+    --durations=10 --junitxml="$OUTDIR/junit.xml"
   rc=$?
   ((rc != 125)) && note "pytest: rc=$rc $(grep -E '[0-9]+ (passed|failed|error)' "$STEP" | tail -1)"
 else

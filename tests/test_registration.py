@@ -60,9 +60,11 @@ def test_fake_kernel_rejects_what_the_real_kernel_rejects(device, gen, bad):
         k, v = k[:, :3], v[:, :3]
     else:
         mask = torch.ones(3, 8, dtype=torch.bool)
+    q, k, v = (t.to(device) for t in (q, k, v))
+    mask = None if mask is None else mask.to(device)
     with FakeTensorMode() as mode:
-        fq, fk, fv = (mode.from_tensor(t.to(device)) for t in (q, k, v))
-        fm = None if mask is None else mode.from_tensor(mask.to(device))
+        fq, fk, fv = (mode.from_tensor(t) for t in (q, k, v))
+        fm = None if mask is None else mode.from_tensor(mask)
         with pytest.raises((ValueError, RuntimeError), match="flash_attention"):
             FWD(fq, fk, fv, fm, None, 0, "auto", "auto")
 
