@@ -19,9 +19,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "../../ptx/fence.cuh"
 #include "../../ptx/mbarrier.cuh"
+#include "../../ptx/named_barrier.cuh"
 #include "../../ptx/setmaxnreg.cuh"
 #include "../../ptx/tma.cuh"
 #include "../../ptx/wgmma.cuh"
@@ -123,6 +125,27 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], const Arg
   online_softmax<kBlockN>(sc, m, l, alpha);
 }
 
+// ptxas schedules wgmma.wait_group as early as its basic block allows: in the overlapped loop
+// it hoisted the wait for PV_j above the whole softmax of S_{j+1} (SASS: WARPGROUP.DEPBAR.LE
+// gsb0, 0x0 right after the first row-max FMNMX, no MUFU.EX2 between the two waits), so the
+// exp2s never ran under PV. A branch that ptxas cannot fold ends the block and pins the wait
+// below it; `never` is false at run time but unknown at compile time.
+__device__ __forceinline__ void end_block(bool never) {
+  if (never) asm volatile("nanosleep.u32 1;\n");
+}
+
+// Key tiles [0, n) need no mask for the 64 rows from first_row on: the key tail lies beyond
+// them and (causal) so does every row's diagonal.
+template <bool CAUSAL>
+__device__ __forceinline__ int plain_tiles(const Args& a, int first_row, int n_tiles) {
+  int n = a.S / kBlockN;
+  if constexpr (CAUSAL) {
+    const int visible = first_row + a.causal_offset + 1;  // keys [0, visible) are seen by every row
+    n = min(n, visible > 0 ? visible / kBlockN : 0);
+  }
+  return min(n, n_tiles);
+}
+
 // P as RS A fragments: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose
 // (row g, row g+8) x (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
 template <typename T>
@@ -136,17 +159,44 @@ __device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2], uint32_t 
   }
 }
 
+// Pingpong between the two consumer warpgroups (PINGPONG = true): each batch of wgmmas is a
+// turn, and the warpgroups take turns strictly, WG 0 first. Named barrier 1 + c opens warpgroup
+// c's turn; it completes when c waits on it (128 threads) and the other warpgroup has passed
+// it the turn (128 arrivals), so one warpgroup's softmax runs while the tensor cores work on
+// the other's batch instead of both asking for the tensor cores at once and both waiting
+// for exp2 at once. Both warpgroups of a CTA take the same number of turns (they visit the
+// same key tiles), so the arrivals balance: WG 1 opens WG 0's first turn, and does not pass
+// on its last one.
+template <bool ON>
+struct Turns {
+  int cw;
+  __device__ __forceinline__ void open_first(int n_tiles) const {
+    if (ON && cw == 1 && n_tiles > 0) ptx::named_bar_arrive(1, 256);
+  }
+  __device__ __forceinline__ void wait() const {
+    if (ON) ptx::named_bar_sync(1 + cw, 256);
+  }
+  __device__ __forceinline__ void pass(bool last) const {
+    if (ON && !(cw == 1 && last)) ptx::named_bar_arrive(1 + (cw ^ 1), 256);
+  }
+};
+
 // One consumer warpgroup: 64 query rows starting at row0 + 64 * cw.
 // OVERLAP = false: per tile, S = QK^T, wait, softmax, O += PV, wait (each unit idles while
 // the other works, except across the two consumer warpgroups).
 // OVERLAP = true (FlashAttention-3's intra-warpgroup pipelining): S for tile j + 1 is issued
-// together with PV for tile j, and its softmax runs while PV is still on the tensor cores;
-// costs a second score tile in registers (P stays packed while S_{j+1} is live).
-template <typename T, int E, bool CAUSAL, bool OVERLAP>
+// together with PV for tile j, and its softmax runs while PV is still on the tensor cores.
+// The softmax inside that window must be branch-free: with the mask/no-mask branch inside
+// it, ptxas placed wgmma.wait_group 0 at the join (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0
+// right after the first row-max FMNMX, before any exp2), so nothing overlapped and the loop
+// ran slower than the unpipelined one. The choice is made per step instead, around the
+// whole batch: plain tiles first, masked ones (key tail, diagonal) after.
+template <typename T, int E, bool CAUSAL, bool OVERLAP, bool PINGPONG>
 __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int cw, int h, int b, int n_tiles) {
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int row_g = row0 + cw * 64 + warp * 16 + g;  // this thread's rows: row_g and row_g + 8
   const int first_row = row0 + cw * 64;
+  const Turns<PINGPONG> turns{cw};
 
   float o[E / 2];
 #pragma unroll
@@ -155,6 +205,7 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
   float sc[kBlockN / 2];
   uint32_t p[kBlockN / 16][4];
 
+  turns.open_first(n_tiles);
   if (n_tiles > 0) ptx::mbar_wait(&s.q_full, 0);
   const uint32_t q_base = ptx::smem_addr(s.q) + cw * 64 * 128;
   auto k_base = [&](int j) { return ptx::smem_addr(s.k[j % kStages]); };
@@ -164,49 +215,71 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_tiles; ++j) {
       ptx::mbar_wait(&s.k_full[j % kStages], phase(j));
+      turns.wait();
       ptx::wgmma_fence();
       issue_qk<T, E>(sc, q_base, k_base(j));
+      turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
       softmax_tile<CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
       rescale<E>(o, alpha);
       pack_p<T>(sc, p);
       ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      turns.wait();
       ptx::wgmma_fence();
       issue_pv<T, E>(o, p, v_base(j));
+      turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
     }
   } else if (n_tiles > 0) {
+    const int n_plain = plain_tiles<CAUSAL>(a, first_row, n_tiles);
     ptx::mbar_wait(&s.k_full[0], 0);
+    turns.wait();
     ptx::wgmma_fence();
     issue_qk<T, E>(sc, q_base, k_base(0));
+    turns.pass(false);  // the last turn is always the final PV below
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
     softmax_tile<CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
     pack_p<T>(sc, p);
-    // Tiles 0 .. n-2 overlap; the last one only runs PV (no branch around a wgmma, which
-    // would make ptxas serialise the pipeline).
-    for (int j = 0; j + 1 < n_tiles; ++j) {
+
+    // Overlapped step j (0 <= j < n - 1): PV_j, and S_{j+1} with its softmax.
+    auto step = [&](auto mask_tag, int j) {
+      constexpr bool kMask = decltype(mask_tag)::value;
       ptx::mbar_wait(&s.k_full[(j + 1) % kStages], phase(j + 1));
       ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      turns.wait();
       ptx::wgmma_fence();
       issue_qk<T, E>(sc, q_base, k_base(j + 1));
+      rescale<E>(o, alpha);
+      ptx::wgmma_fence();
       issue_pv<T, E>(o, p, v_base(j));
+      turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
-      softmax_tile<CAUSAL>(sc, a, j + 1, first_row, row_g, t, m, l, alpha);
+      scale_and_mask<kBlockN, kMask, CAUSAL>(sc, a.scale_log2, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
+      online_softmax<kBlockN>(sc, m, l, alpha);
+      end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
-      rescale<E>(o, alpha);
       pack_p<T>(sc, p);
+    };
+    for (int j = 0; j + 1 < n_tiles; ++j) {
+      if (j + 1 < n_plain)
+        step(std::false_type{}, j);
+      else
+        step(std::true_type{}, j);
     }
-    const int j = n_tiles - 1;
+    const int j = n_tiles - 1;  // the last tile only runs PV
     ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+    turns.wait();
+    rescale<E>(o, alpha);
     ptx::wgmma_fence();
     issue_pv<T, E>(o, p, v_base(j));
+    turns.pass(true);
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);
     if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
@@ -234,7 +307,7 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
   }
 }
 
-template <typename T, int E, bool CAUSAL, bool OVERLAP>
+template <typename T, int E, bool CAUSAL, bool OVERLAP, bool PINGPONG>
 __global__ void __launch_bounds__(kThreads, 1)
     v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const Args a) {
@@ -268,7 +341,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0 && n_tiles > 0) produce<E>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
   } else {
     ptx::setmaxnreg_inc<kConsumerRegs>();
-    consume<T, E, CAUSAL, OVERLAP>(a, s, row0, wg - 1, h, b, n_tiles);
+    consume<T, E, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, wg - 1, h, b, n_tiles);
   }
 #else
   __trap();  // built without sm_90a: the host never launches this

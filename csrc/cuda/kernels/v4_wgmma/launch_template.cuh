@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
 #include "../../../common/params.h"
 #include "../../ptx/tma_host.h"
@@ -62,10 +63,14 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
       !make_map<T>(&tv, p.v, E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, kBlockN))
     return false;
 
-  // FLASH_ATTN_EXT_V4_SIMPLE=1 picks the unpipelined consumer loop (for the worklog's A/B).
-  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
-  const bool overlap = simple == nullptr || simple[0] != '1';
-  auto kernel = overlap ? v4_fwd_kernel<T, E, CAUSAL, true> : v4_fwd_kernel<T, E, CAUSAL, false>;
+  // FLASH_ATTN_EXT_V4_LOOP picks the consumer loop for side-by-side timing: simple, overlap,
+  // simple_pp, overlap_pp (_pp: pingpong between the consumer warpgroups).
+  const char* env = std::getenv("FLASH_ATTN_EXT_V4_LOOP");
+  const std::string loop = env != nullptr ? env : "overlap_pp";
+  auto kernel = v4_fwd_kernel<T, E, CAUSAL, true, true>;
+  if (loop == "simple") kernel = v4_fwd_kernel<T, E, CAUSAL, false, false>;
+  if (loop == "overlap") kernel = v4_fwd_kernel<T, E, CAUSAL, true, false>;
+  if (loop == "simple_pp") kernel = v4_fwd_kernel<T, E, CAUSAL, false, true>;
   constexpr int smem = smem_bytes<E>();
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
