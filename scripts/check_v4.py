@@ -2,8 +2,9 @@
 GQA, strided views, hidden NaN keys, large logits, negative scale), a repeat-run race check,
 then forward timings beside SDPA's flash and cuDNN backends. Short table last.
 
-Each consumer loop named in V4_LOOPS (FLASH_ATTN_EXT_V4_LOOP values, comma-separated; the first
-gets the full sweep, the others a subset) is checked and timed side by side.
+Each variant named in V4_VARIANTS (comma-separated LOOP/TILE pairs: FLASH_ATTN_EXT_V4_LOOP and
+FLASH_ATTN_EXT_V4_TILE values; the first gets the full sweep, the others a subset) is checked and
+timed side by side.
 
     python scripts/check_v4.py [--no-bench] [--no-check] [--json OUT.json] [--ns 1024,4096] [--dtypes bfloat16]
 """
@@ -52,12 +53,24 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
 
 
-LOOPS = os.environ.get("V4_LOOPS", "overlap_pp,simple_pp,overlap,simple").split(",")
+# Variants as LOOP/TILE: FLASH_ATTN_EXT_V4_LOOP and FLASH_ATTN_EXT_V4_TILE values.
+LOOPS = os.environ.get("V4_VARIANTS", "overlap_pp/base").split(",")
+
+
+def set_variant(variant):
+    loop, tile = variant.split("/")
+    os.environ["FLASH_ATTN_EXT_V4_LOOP"] = loop
+    os.environ["FLASH_ATTN_EXT_V4_TILE"] = tile
+
+
+def clear_variant():
+    os.environ.pop("FLASH_ATTN_EXT_V4_LOOP", None)
+    os.environ.pop("FLASH_ATTN_EXT_V4_TILE", None)
 
 
 def correctness(loop, full):
-    """The sweep for one consumer loop (FLASH_ATTN_EXT_V4_LOOP); full=False runs a subset."""
-    os.environ["FLASH_ATTN_EXT_V4_LOOP"] = loop
+    """The sweep for one variant; full=False runs a subset."""
+    set_variant(loop)
     shapes = [(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1), (300, 257), (128, 256), (640, 384)]
     for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
         for L, S in shapes if full else [(97, 113), (1025, 1025), (300, 257), (640, 384)]:
@@ -89,7 +102,7 @@ def correctness(loop, full):
             b = fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
             if not torch.equal(a, b):
                 failures.append(f"{loop} {dt} E{E} causal={causal}: two runs differ")
-    del os.environ["FLASH_ATTN_EXT_V4_LOOP"]
+    clear_variant()
 
 
 def explain_check():
@@ -115,9 +128,9 @@ def bench(Ns, dtypes):
         flops = 4 * B * H * N * N * E / (2 if causal else 1)
         r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
         for loop in LOOPS:
-            os.environ["FLASH_ATTN_EXT_V4_LOOP"] = loop
+            set_variant(loop)
             r[loop] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")) / 1e9
-            del os.environ["FLASH_ATTN_EXT_V4_LOOP"]
+            clear_variant()
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
             def run(be=be):
                 with sdpa_kernel(be):
@@ -155,7 +168,8 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
     if rows:
-        head = "".join(f" {loop[:10]:>10}" for loop in LOOPS)
+        head = "".join(f" {loop.replace('/base', '').replace('overlap', 'ov').replace('simple', 'si'):>10}"
+                       for loop in LOOPS)
         print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3}{head} {'flash':>6} {'cudnn':>6} {'/cud':>5}")
         for r in rows:
             vals = "".join(f" {r[loop]:10.1f}" for loop in LOOPS)

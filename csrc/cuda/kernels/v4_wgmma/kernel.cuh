@@ -34,7 +34,8 @@ namespace flash_attn_ext::cuda::v4 {
 
 // Leading offset of the MN-major V descriptor: bytes between the 64-wide E chunks of a V
 // tile (see ptx/wgmma.cuh). Checked by scripts/ptx_tests/wgmma_tma_gemm.cu, mode 3.
-constexpr uint32_t kVLeadBytes = kBlockN * 128;
+template <class C>
+constexpr uint32_t kVLeadBytes = C::kBlockN * 128;
 constexpr uint32_t kVStrideBytes = 1024;
 
 template <typename T>
@@ -49,19 +50,20 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 }
 
 // Number of kBlockN key tiles the CTA whose first row is row0 must visit.
-template <bool CAUSAL>
+template <class C, bool CAUSAL>
 __device__ __forceinline__ int key_tiles(const Args& a, int row0) {
   int end = a.S;
   if constexpr (CAUSAL) {
-    const int last_row = min(row0 + kBlockM, a.L) - 1;
+    const int last_row = min(row0 + C::kBlockM, a.L) - 1;
     end = min(end, last_row + a.causal_offset + 1);
   }
-  return end <= 0 ? 0 : (end + kBlockN - 1) / kBlockN;
+  return end <= 0 ? 0 : (end + C::kBlockN - 1) / C::kBlockN;
 }
 
-template <int E>
+template <class C>
 __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
-                                        Smem<E>& s, int row0, int h, int hk, int b, int n_tiles) {
+                                        typename C::Smem& s, int row0, int h, int hk, int b, int n_tiles) {
+  constexpr int E = C::E, kBlockM = C::kBlockM, kBlockN = C::kBlockN;
   ptx::tma_prefetch_desc(tq);
   ptx::tma_prefetch_desc(tk);
   ptx::tma_prefetch_desc(tv);
@@ -71,7 +73,7 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
     ptx::tma_load_4d(ptx::smem_addr(s.q) + c * kBlockM * 128, tq, ptx::smem_addr(&s.q_full), c * kChunk, row0, h, b);
   for (int j = 0; j < n_tiles; ++j) {
     const int st = j % kStages;
-    // Reuse a stage only after all 8 consumer warps released its previous tile.
+    // Reuse a stage only after every consumer warp released its previous tile.
     if (j >= kStages) ptx::mbar_wait(&s.kv_empty[st], ((j / kStages) - 1) & 1);
     ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 2);
 #pragma unroll
@@ -87,8 +89,9 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
 }
 
 // S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
-template <typename T, int E>
-__device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_base, uint32_t k_base) {
+template <typename T, class C>
+__device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q_base, uint32_t k_base) {
+  constexpr int E = C::E, kBlockM = C::kBlockM, kBlockN = C::kBlockN;
 #pragma unroll
   for (int kk = 0; kk < E / 16; ++kk) {
     const uint32_t off = (kk % 4) * 32;  // k16 step inside a 128-byte swizzled row
@@ -100,21 +103,23 @@ __device__ __forceinline__ void issue_qk(float (&sc)[kBlockN / 2], uint32_t q_ba
 }
 
 // O += P V for one V stage (V read MN-major), issued (not waited for).
-template <typename T, int E>
-__device__ __forceinline__ void issue_pv(float (&o)[E / 2], const uint32_t (&p)[kBlockN / 16][4], uint32_t v_base) {
+template <typename T, class C>
+__device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&p)[C::kBlockN / 16][4],
+                                         uint32_t v_base) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) {
-    const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes, kVStrideBytes);
-    ptx::wgmma_rs<T, E, 1>(o, p[kk], dv, 1);
+  for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
+    const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes<C>, kVStrideBytes);
+    ptx::wgmma_rs<T, C::E, 1>(o, p[kk], dv, 1);
   }
   ptx::wgmma_commit();
 }
 
 // Scale, mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of
 // this warpgroup's first row) and run one online-softmax step on key tile j.
-template <bool CAUSAL>
-__device__ __forceinline__ void softmax_tile(float (&sc)[kBlockN / 2], const Args& a, int j, int first_row,
+template <class C, bool CAUSAL>
+__device__ __forceinline__ void softmax_tile(float (&sc)[C::kBlockN / 2], const Args& a, int j, int first_row,
                                              int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+  constexpr int kBlockN = C::kBlockN;
   const int key0 = j * kBlockN;
   const bool tail = key0 + kBlockN > a.S;
   const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
@@ -136,8 +141,9 @@ __device__ __forceinline__ void end_block(bool never) {
 
 // Key tiles [0, n) need no mask for the 64 rows from first_row on: the key tail lies beyond
 // them and (causal) so does every row's diagonal.
-template <bool CAUSAL>
+template <class C, bool CAUSAL>
 __device__ __forceinline__ int plain_tiles(const Args& a, int first_row, int n_tiles) {
+  constexpr int kBlockN = C::kBlockN;
   int n = a.S / kBlockN;
   if constexpr (CAUSAL) {
     const int visible = first_row + a.causal_offset + 1;  // keys [0, visible) are seen by every row
@@ -148,10 +154,10 @@ __device__ __forceinline__ int plain_tiles(const Args& a, int first_row, int n_t
 
 // P as RS A fragments: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose
 // (row g, row g+8) x (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
-template <typename T>
-__device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2], uint32_t (&p)[kBlockN / 16][4]) {
+template <typename T, int N>
+__device__ __forceinline__ void pack_p(const float (&sc)[N / 2], uint32_t (&p)[N / 16][4]) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+  for (int kk = 0; kk < N / 16; ++kk) {
     p[kk][0] = pack2<T>(sc[8 * kk + 0], sc[8 * kk + 1]);
     p[kk][1] = pack2<T>(sc[8 * kk + 2], sc[8 * kk + 3]);
     p[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
@@ -159,25 +165,25 @@ __device__ __forceinline__ void pack_p(const float (&sc)[kBlockN / 2], uint32_t 
   }
 }
 
-// Pingpong between the two consumer warpgroups (PINGPONG = true): each batch of wgmmas is a
-// turn, and the warpgroups take turns strictly, WG 0 first. Named barrier 1 + c opens warpgroup
-// c's turn; it completes when c waits on it (128 threads) and the other warpgroup has passed
-// it the turn (128 arrivals), so one warpgroup's softmax runs while the tensor cores work on
-// the other's batch instead of both asking for the tensor cores at once and both waiting
-// for exp2 at once. Both warpgroups of a CTA take the same number of turns (they visit the
-// same key tiles), so the arrivals balance: WG 1 opens WG 0's first turn, and does not pass
+// Pingpong between the consumer warpgroups (PINGPONG = true): each batch of wgmmas is a turn,
+// and the W warpgroups take turns round robin, WG 0 first. Named barrier 1 + c opens warpgroup
+// c's turn; it completes when c waits on it (128 threads) and the previous warpgroup has
+// passed it the turn (128 arrivals), so one warpgroup's softmax runs while the tensor cores
+// work on another's batch instead of all asking for the tensor cores at once and all waiting
+// for exp2 at once. Every warpgroup of a CTA takes the same number of turns (they visit the
+// same key tiles), so the arrivals balance: WG W-1 opens WG 0's first turn, and does not pass
 // on its last one.
-template <bool ON>
+template <bool ON, int W>
 struct Turns {
   int cw;
   __device__ __forceinline__ void open_first(int n_tiles) const {
-    if (ON && cw == 1 && n_tiles > 0) ptx::named_bar_arrive(1, 256);
+    if (ON && cw == W - 1 && n_tiles > 0) ptx::named_bar_arrive(1, 256);
   }
   __device__ __forceinline__ void wait() const {
     if (ON) ptx::named_bar_sync(1 + cw, 256);
   }
   __device__ __forceinline__ void pass(bool last) const {
-    if (ON && !(cw == 1 && last)) ptx::named_bar_arrive(1 + (cw ^ 1), 256);
+    if (ON && !(cw == W - 1 && last)) ptx::named_bar_arrive(1 + (cw + 1) % W, 256);
   }
 };
 
@@ -191,12 +197,14 @@ struct Turns {
 // right after the first row-max FMNMX, before any exp2), so nothing overlapped and the loop
 // ran slower than the unpipelined one. The choice is made per step instead, around the
 // whole batch: plain tiles first, masked ones (key tail, diagonal) after.
-template <typename T, int E, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-__device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int cw, int h, int b, int n_tiles) {
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+__device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int row0, int cw, int h, int b,
+                                        int n_tiles) {
+  constexpr int E = C::E, kBlockN = C::kBlockN;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int row_g = row0 + cw * 64 + warp * 16 + g;  // this thread's rows: row_g and row_g + 8
   const int first_row = row0 + cw * 64;
-  const Turns<PINGPONG> turns{cw};
+  const Turns<PINGPONG, C::kConsumerWarpgroups> turns{cw};
 
   float o[E / 2];
 #pragma unroll
@@ -217,33 +225,33 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
       ptx::mbar_wait(&s.k_full[j % kStages], phase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_qk<T, E>(sc, q_base, k_base(j));
+      issue_qk<T, C>(sc, q_base, k_base(j));
       turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
-      softmax_tile<CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+      softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
       rescale<E>(o, alpha);
-      pack_p<T>(sc, p);
+      pack_p<T, kBlockN>(sc, p);
       ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_pv<T, E>(o, p, v_base(j));
+      issue_pv<T, C>(o, p, v_base(j));
       turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
     }
   } else if (n_tiles > 0) {
-    const int n_plain = plain_tiles<CAUSAL>(a, first_row, n_tiles);
+    const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_tiles);
     ptx::mbar_wait(&s.k_full[0], 0);
     turns.wait();
     ptx::wgmma_fence();
-    issue_qk<T, E>(sc, q_base, k_base(0));
+    issue_qk<T, C>(sc, q_base, k_base(0));
     turns.pass(false);  // the last turn is always the final PV below
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
-    softmax_tile<CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
-    pack_p<T>(sc, p);
+    softmax_tile<C, CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
+    pack_p<T, kBlockN>(sc, p);
 
     // Overlapped step j (0 <= j < n - 1): PV_j, and S_{j+1} with its softmax.
     auto step = [&](auto mask_tag, int j) {
@@ -252,10 +260,10 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
       ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_qk<T, E>(sc, q_base, k_base(j + 1));
+      issue_qk<T, C>(sc, q_base, k_base(j + 1));
       rescale<E>(o, alpha);
       ptx::wgmma_fence();
-      issue_pv<T, E>(o, p, v_base(j));
+      issue_pv<T, C>(o, p, v_base(j));
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
@@ -265,7 +273,7 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
-      pack_p<T>(sc, p);
+      pack_p<T, kBlockN>(sc, p);
     };
     for (int j = 0; j + 1 < n_tiles; ++j) {
       if (j + 1 < n_plain)
@@ -278,7 +286,7 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
     turns.wait();
     rescale<E>(o, alpha);
     ptx::wgmma_fence();
-    issue_pv<T, E>(o, p, v_base(j));
+    issue_pv<T, C>(o, p, v_base(j));
     turns.pass(true);
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);
@@ -307,13 +315,14 @@ __device__ __forceinline__ void consume(const Args& a, Smem<E>& s, int row0, int
   }
 }
 
-template <typename T, int E, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-__global__ void __launch_bounds__(kThreads, 1)
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+__global__ void __launch_bounds__(C::kThreads, 1)
     v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ unsigned char smem_raw[];
-  Smem<E>& s = *reinterpret_cast<Smem<E>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  using Smem = typename C::Smem;
+  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 
   // Tiles of one head are adjacent in launch order so they share K/V in L2; under causal the
   // longest rows (last query tiles) start first.
@@ -321,15 +330,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   int m_blk = blockIdx.x % a.num_m;
   if constexpr (CAUSAL) m_blk = a.num_m - 1 - m_blk;
   const int b = bh / a.H, h = bh % a.H, hk = h / a.group;
-  const int row0 = m_blk * kBlockM;
-  const int n_tiles = key_tiles<CAUSAL>(a, row0);
+  const int row0 = m_blk * C::kBlockM;
+  const int n_tiles = key_tiles<C, CAUSAL>(a, row0);
 
   if (threadIdx.x == 0) {
     ptx::mbar_init(&s.q_full, 1);
     for (int i = 0; i < kStages; ++i) {
       ptx::mbar_init(&s.k_full[i], 1);
       ptx::mbar_init(&s.v_full[i], 1);
-      ptx::mbar_init(&s.kv_empty[i], 4 * kConsumerWarpgroups);
+      ptx::mbar_init(&s.kv_empty[i], 4 * C::kConsumerWarpgroups);
     }
     ptx::fence_mbarrier_init();
   }
@@ -337,11 +346,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   const int wg = threadIdx.x / 128;
   if (wg == 0) {
-    ptx::setmaxnreg_dec<kProducerRegs>();
-    if (threadIdx.x == 0 && n_tiles > 0) produce<E>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
+    ptx::setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x == 0 && n_tiles > 0) produce<C>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
   } else {
-    ptx::setmaxnreg_inc<kConsumerRegs>();
-    consume<T, E, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, wg - 1, h, b, n_tiles);
+    ptx::setmaxnreg_inc<C::kConsumerRegs>();
+    consume<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, wg - 1, h, b, n_tiles);
   }
 #else
   __trap();  // built without sm_90a: the host never launches this

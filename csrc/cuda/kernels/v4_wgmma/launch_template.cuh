@@ -35,9 +35,10 @@ bool make_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64
   return tma::encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
-// Returns false (nothing launched) if a tensor map cannot be encoded; the caller falls back.
-template <typename T, int E, bool CAUSAL>
-bool run_v4(const FwdParams& p, cudaStream_t stream) {
+// Builds the maps for tile shape C and launches; false (nothing launched) if a tensor map
+// cannot be encoded.
+template <typename T, class C, bool CAUSAL>
+bool run_cfg(const FwdParams& p, cudaStream_t stream) {
   Args a{};
   a.out = p.out;
   a.lse = p.lse;
@@ -49,7 +50,7 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
   a.group = static_cast<int>(p.group);
   a.causal_offset = static_cast<int>(p.causal_offset);
   a.scale_log2 = p.scale_log2;
-  a.num_m = static_cast<int>((p.L + kBlockM - 1) / kBlockM);
+  a.num_m = static_cast<int>((p.L + C::kBlockM - 1) / C::kBlockM);
   // Keys no query can see are left outside the K/V maps: the TMA fills them with zeros, so
   // NaN/Inf stored there cannot reach the output through 0 * NaN.
   int64_t s_eff = p.S;
@@ -58,24 +59,35 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
 
   CUtensorMap tq, tk, tv;
-  if (!make_map<T>(&tq, p.q, E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, kBlockM) ||
-      !make_map<T>(&tk, p.k, E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, kBlockN) ||
-      !make_map<T>(&tv, p.v, E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, kBlockN))
+  if (!make_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) ||
+      !make_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) ||
+      !make_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN))
     return false;
 
   // FLASH_ATTN_EXT_V4_LOOP picks the consumer loop for side-by-side timing: simple, overlap,
   // simple_pp, overlap_pp (_pp: pingpong between the consumer warpgroups).
   const char* env = std::getenv("FLASH_ATTN_EXT_V4_LOOP");
   const std::string loop = env != nullptr ? env : "overlap_pp";
-  auto kernel = v4_fwd_kernel<T, E, CAUSAL, true, true>;
-  if (loop == "simple") kernel = v4_fwd_kernel<T, E, CAUSAL, false, false>;
-  if (loop == "overlap") kernel = v4_fwd_kernel<T, E, CAUSAL, true, false>;
-  if (loop == "simple_pp") kernel = v4_fwd_kernel<T, E, CAUSAL, false, true>;
-  constexpr int smem = smem_bytes<E>();
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  auto kernel = v4_fwd_kernel<T, C, CAUSAL, true, true>;
+  if (loop == "simple") kernel = v4_fwd_kernel<T, C, CAUSAL, false, false>;
+  if (loop == "overlap") kernel = v4_fwd_kernel<T, C, CAUSAL, true, false>;
+  if (loop == "simple_pp") kernel = v4_fwd_kernel<T, C, CAUSAL, false, true>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(tq, tk, tv, a);
+  kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, tv, a);
   return true;
+}
+
+// Returns false (nothing launched) if a tensor map cannot be encoded; the caller falls back.
+// FLASH_ATTN_EXT_V4_TILE=wide picks the wider tile: 128 x 176 for E = 128, 192 x 128 (three
+// consumer warpgroups) for E = 64.
+template <typename T, int E, bool CAUSAL>
+bool run_v4(const FwdParams& p, cudaStream_t stream) {
+  const char* env = std::getenv("FLASH_ATTN_EXT_V4_TILE");
+  const bool wide = env != nullptr && std::string(env) == "wide";
+  if (!wide) return run_cfg<T, Cfg<E, 128, 128>, CAUSAL>(p, stream);
+  if constexpr (E == 128) return run_cfg<T, Cfg<E, 128, 176>, CAUSAL>(p, stream);
+  return run_cfg<T, Cfg<E, 192, 128>, CAUSAL>(p, stream);
 }
 
 }  // namespace flash_attn_ext::cuda::v4
