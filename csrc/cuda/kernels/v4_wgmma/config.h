@@ -38,7 +38,8 @@ struct Cfg {
     alignas(8) uint64_t q_full;
     alignas(8) uint64_t k_full[kStages];
     alignas(8) uint64_t v_full[kStages];
-    alignas(8) uint64_t kv_empty[kStages];
+    alignas(8) uint64_t k_empty[kStages];
+    alignas(8) uint64_t v_empty[kStages];
   };
   // Dynamic shared memory to request: the struct plus slack to align its start to 1024.
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;

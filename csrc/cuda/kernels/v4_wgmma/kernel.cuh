@@ -3,8 +3,8 @@
 // What changes from v3 (mma.sync + ldmatrix + cp.async, every warp loading and computing):
 // - warp specialisation: warpgroup 0 only moves data, one thread issuing TMA box copies of
 //   Q once and of K, V per kBlockN keys into a 2-stage ring; each stage has a "full" mbarrier
-//   per operand (completed by the TMA's byte count) and an "empty" one the consumer warps
-//   arrive on when their wgmmas have read it;
+//   per operand (completed by the TMA's byte count) and an "empty" one per operand the
+//   consumer warps arrive on when their wgmmas have read it;
 // - setmaxnreg moves registers from the producer to the two consumer warpgroups;
 // - S = Q K^T is one wgmma chain with both operands in swizzled shared memory (SS); P stays in
 //   registers as the A operand of the RS wgmma O += P V, with V read MN-major (no transpose
@@ -73,13 +73,18 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
     ptx::tma_load_4d(ptx::smem_addr(s.q) + c * kBlockM * 128, tq, ptx::smem_addr(&s.q_full), c * kChunk, row0, h, b);
   for (int j = 0; j < n_tiles; ++j) {
     const int st = j % kStages;
-    // Reuse a stage only after every consumer warp released its previous tile.
-    if (j >= kStages) ptx::mbar_wait(&s.kv_empty[st], ((j / kStages) - 1) & 1);
+    // Reuse a stage only after every consumer warp released its previous tile. K and V are
+    // released separately: K as soon as S = QK^T is done, which in the overlapped loop is a
+    // whole step before PV frees V (with one release per stage, K_{j+1} was requested only
+    // when PV_{j-1} ended and the next step waited for it with nothing in between).
+    const uint32_t prev = ((j / kStages) - 1) & 1;
+    if (j >= kStages) ptx::mbar_wait(&s.k_empty[st], prev);
     ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 2);
 #pragma unroll
     for (int c = 0; c < E / kChunk; ++c)
       ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunk,
                        j * kBlockN, hk, b);
+    if (j >= kStages) ptx::mbar_wait(&s.v_empty[st], prev);
     ptx::mbar_arrive_expect_tx(&s.v_full[st], kBlockN * E * 2);
 #pragma unroll
     for (int c = 0; c < E / kChunk; ++c)
@@ -229,6 +234,7 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
       turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
+      if (lane == 0) ptx::mbar_arrive(&s.k_empty[j % kStages]);
       softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
       rescale<E>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
@@ -239,7 +245,7 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
       turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
-      if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[j % kStages]);
     }
   } else if (n_tiles > 0) {
     const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_tiles);
@@ -250,6 +256,7 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
     turns.pass(false);  // the last turn is always the final PV below
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
+    if (lane == 0) ptx::mbar_arrive(&s.k_empty[0]);
     softmax_tile<C, CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
     pack_p<T, kBlockN>(sc, p);
 
@@ -267,12 +274,13 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
+      if (lane == 0) ptx::mbar_arrive(&s.k_empty[(j + 1) % kStages]);
       scale_and_mask<kBlockN, kMask, CAUSAL>(sc, a.scale_log2, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
       online_softmax<kBlockN>(sc, m, l, alpha);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
-      if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[j % kStages]);
       pack_p<T, kBlockN>(sc, p);
     };
     for (int j = 0; j + 1 < n_tiles; ++j) {
@@ -290,7 +298,7 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
     turns.pass(true);
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);
-    if (lane == 0) ptx::mbar_arrive(&s.kv_empty[j % kStages]);
+    if (lane == 0) ptx::mbar_arrive(&s.v_empty[j % kStages]);
   }
 
   // Finalise: full row sums, O / l, LSE = ln 2 * (m + log2 l); empty rows give 0 and -inf.
@@ -338,7 +346,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int i = 0; i < kStages; ++i) {
       ptx::mbar_init(&s.k_full[i], 1);
       ptx::mbar_init(&s.v_full[i], 1);
-      ptx::mbar_init(&s.kv_empty[i], 4 * C::kConsumerWarpgroups);
+      ptx::mbar_init(&s.k_empty[i], 4 * C::kConsumerWarpgroups);
+      ptx::mbar_init(&s.v_empty[i], 4 * C::kConsumerWarpgroups);
     }
     ptx::fence_mbarrier_init();
   }
