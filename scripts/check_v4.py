@@ -2,8 +2,8 @@
 GQA, strided views, hidden NaN keys, large logits, negative scale), a repeat-run race check,
 then forward timings beside SDPA's flash and cuDNN backends. Short table last.
 
-Each variant named in V4_VARIANTS (comma-separated LOOP/TILE pairs: FLASH_ATTN_EXT_V4_LOOP and
-FLASH_ATTN_EXT_V4_TILE values) gets the whole sweep and is timed side by side with the others.
+Each variant named in V4_VARIANTS (comma-separated: v4 = the default, v4_simple =
+FLASH_ATTN_EXT_V4_SIMPLE=1) gets the whole sweep and is timed side by side with the others.
 
     python scripts/check_v4.py [--no-bench] [--no-check] [--json OUT.json] [--ns 1024,4096] [--dtypes bfloat16]
 """
@@ -52,19 +52,18 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
 
 
-# Variants as LOOP/TILE: FLASH_ATTN_EXT_V4_LOOP and FLASH_ATTN_EXT_V4_TILE values.
-LOOPS = os.environ.get("V4_VARIANTS", "overlap_pp/base").split(",")
+# "v4": the default choice of loop and tile; "v4_simple": FLASH_ATTN_EXT_V4_SIMPLE=1, the
+# unpipelined loop on the 128 x 128 tile.
+LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_simple").split(",")
 
 
 def set_variant(variant):
-    loop, tile = variant.split("/")
-    os.environ["FLASH_ATTN_EXT_V4_LOOP"] = loop
-    os.environ["FLASH_ATTN_EXT_V4_TILE"] = tile
+    if variant == "v4_simple":
+        os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
 
 
 def clear_variant():
-    os.environ.pop("FLASH_ATTN_EXT_V4_LOOP", None)
-    os.environ.pop("FLASH_ATTN_EXT_V4_TILE", None)
+    os.environ.pop("FLASH_ATTN_EXT_V4_SIMPLE", None)
 
 
 def correctness(loop):
@@ -166,8 +165,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
     if rows:
-        head = "".join(f" {loop.replace('/base', '').replace('overlap', 'ov').replace('simple', 'si'):>10}"
-                       for loop in LOOPS)
+        head = "".join(f" {loop:>10}" for loop in LOOPS)
         print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3}{head} {'flash':>6} {'cudnn':>6} {'/cud':>5}")
         for r in rows:
             vals = "".join(f" {r[loop]:10.1f}" for loop in LOOPS)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On the H200: (1) build the extension (TORCH_CUDA_ARCH_LIST=9.0), (2) scripts/check_v4.py
 # (correctness, then timings of every variant in V4_VARIANTS beside SDPA flash and cuDNN), (3)
-# compute-sanitizer memcheck and synccheck on scripts/v4_sanitize.py for the first variant in
-# V4_VARIANTS (or the V4_SAN list). Logs in $OUT; the check's table is printed last.
+# compute-sanitizer memcheck and synccheck on scripts/v4_sanitize.py (the V4_SAN list). Logs in
+# $OUT; the check's table is printed last.
 # Usage: bash scripts/v4_device_run.sh [OUT_DIR] [check_v4.py args...]
 #   V4_UNIT=1 also builds and runs the standalone TMA + wgmma GEMM test first.
 set -o pipefail
@@ -23,16 +23,16 @@ left=$(( ${V4_BUDGET_S:-330} - ($(date +%s) - start) - ${V4_SAN_S:-70} ))
 PYTHONPATH=$PWD timeout $(( left > 30 ? left : 30 )) python3 scripts/check_v4.py --json "$OUT/check.json" "$@" \
   >"$OUT/check.log" 2>&1
 echo "check rc=$? at $(( $(date +%s) - start )) s"
-# V4_SAN: space-separated TOOL:LOOP/TILE runs of compute-sanitizer, V4_SAN_S seconds in all.
-first=${V4_VARIANTS%%,*}
-first=${first:-overlap_pp/base}
-san=(${V4_SAN:-memcheck:$first synccheck:$first})
+# V4_SAN: space-separated TOOL:VARIANT runs of compute-sanitizer (VARIANT v4 or v4_simple),
+# V4_SAN_S seconds in all.
+san=(${V4_SAN:-memcheck:v4 synccheck:v4})
 for job in "${san[@]}"; do
   tool=${job%%:*} var=${job#*:}
-  FLASH_ATTN_EXT_V4_LOOP=${var%/*} FLASH_ATTN_EXT_V4_TILE=${var#*/} PYTHONPATH=$PWD \
+  simple=0; [ "$var" = v4_simple ] && simple=1
+  FLASH_ATTN_EXT_V4_SIMPLE=$simple PYTHONPATH=$PWD \
     timeout $(( ${V4_SAN_S:-70} / ${#san[@]} )) compute-sanitizer --tool $tool python3 scripts/v4_sanitize.py \
-    >"$OUT/sanitizer_${tool}_${var//\//_}.log" 2>&1
-  echo "sanitizer $tool $var rc=$?: $(tail -2 "$OUT/sanitizer_${tool}_${var//\//_}.log" | tr '\n' ' ')"
+    >"$OUT/sanitizer_${tool}_${var}.log" 2>&1
+  echo "sanitizer $tool $var rc=$?: $(tail -2 "$OUT/sanitizer_${tool}_${var}.log" | tr '\n' ' ')"
 done
 grep -v '^{' "$OUT/check.log" | tail -60
 echo "total $(( $(date +%s) - start )) s"

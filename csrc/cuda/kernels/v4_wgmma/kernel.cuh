@@ -5,12 +5,28 @@
 //   Q once and of K, V per kBlockN keys into a 2-stage ring; each stage has a "full" mbarrier
 //   per operand (completed by the TMA's byte count) and an "empty" one per operand the
 //   consumer warps arrive on when their wgmmas have read it;
-// - setmaxnreg moves registers from the producer to the two consumer warpgroups;
+// - setmaxnreg moves registers from the producer to the consumer warpgroups;
 // - S = Q K^T is one wgmma chain with both operands in swizzled shared memory (SS); P stays in
 //   registers as the A operand of the RS wgmma O += P V, with V read MN-major (no transpose
 //   pass). No ldmatrix, no shared-memory staging of P.
 // Rows are independent, so out-of-range Q rows (zero-filled by TMA) are computed and not
 // stored; keys past the last visible one are zero-filled by TMA and masked to -inf.
+//
+// What each later change bought (H200, bf16, N = 16k, TFLOP/s, variants side by side in one
+// run, benchmarks/NOTES_v4.md step 3, "run 2"; there the unpipelined loop on 128 x 128 tiles
+// ran 543 at E = 128 and 395 at E = 64, cuDNN 612 and 455):
+// - K and V stages released separately, K as soon as its QK^T retires: with one release per
+//   stage the overlapped loop waited a full TMA round trip for K_{j+1} every step, and lost to
+//   the unpipelined loop (run 1: 448 vs 526). After it, overlapped + pingpong: 571 at E = 128,
+//   399 at E = 64.
+// - wgmma.wait_group 0 pinned below the softmax (end_block): ptxas had hoisted it above every
+//   exp2, so the "overlap" never overlapped; not measured alone after the K fix (both came
+//   together in the run that measured it).
+// - pingpong between the consumer warpgroups: +0.2% on the 128 x 128 tile at E = 128 (571 vs
+//   570), +10% on 128 x 176 (590 vs 536) and at E = 64 (399 vs 363); while K came late it
+//   cost 1-10%.
+// - wider tiles (Cfg): 128 x 176 for E = 128, 590 (0.96x cuDNN; causal 562, 1.00x);
+//   192 x 128 with three consumer warpgroups for E = 64, 464 (1.02x cuDNN; causal 419).
 #pragma once
 
 #include <cuda.h>
@@ -197,11 +213,9 @@ struct Turns {
 // the other works, except across the two consumer warpgroups).
 // OVERLAP = true (FlashAttention-3's intra-warpgroup pipelining): S for tile j + 1 is issued
 // together with PV for tile j, and its softmax runs while PV is still on the tensor cores.
-// The softmax inside that window must be branch-free: with the mask/no-mask branch inside
-// it, ptxas placed wgmma.wait_group 0 at the join (SASS: WARPGROUP.DEPBAR.LE gsb0, 0x0
-// right after the first row-max FMNMX, before any exp2), so nothing overlapped and the loop
-// ran slower than the unpipelined one. The choice is made per step instead, around the
-// whole batch: plain tiles first, masked ones (key tail, diagonal) after.
+// Inside that window the softmax has no branch (mask or not is chosen per step, around the
+// whole batch: plain tiles first, masked ones (key tail, diagonal) after), and end_block()
+// keeps ptxas from hoisting wgmma.wait_group 0 above it.
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
 __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int row0, int cw, int h, int b,
                                         int n_tiles) {
