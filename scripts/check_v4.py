@@ -1,8 +1,11 @@
 """On an H200: v4_wgmma against the float64 reference on odd shapes (tails, causal both ways,
 GQA, strided views, hidden NaN keys, large logits, negative scale), a repeat-run race check,
-then forward timings beside v3 and SDPA's flash and cuDNN backends. Short table last.
+then forward timings beside SDPA's flash and cuDNN backends. Short table last.
 
-    python scripts/check_v4.py [--no-bench] [--json OUT.json]
+Each variant named in V4_VARIANTS (comma-separated: v4 = the default, v4_simple =
+FLASH_ATTN_EXT_V4_SIMPLE=1) gets the whole sweep and is timed side by side with the others.
+
+    python scripts/check_v4.py [--no-bench] [--no-check] [--json OUT.json] [--ns 1024,4096] [--dtypes bfloat16]
 """
 import argparse
 import itertools
@@ -40,7 +43,7 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         <= 1e-2 + 1e-3 * ref_lse[fin].abs().max().item())
     nan = torch.isnan(out).any().item()
     ok = math.isfinite(err) and err <= tol and lse_ok and not nan
-    key = str(q.dtype).split(".")[1]
+    key = str(q.dtype).split(".")[1] + " " + name.split(" ")[0]
     s = stats.setdefault(key, [0, 0, 0.0])
     s[0] += 1
     s[1] += ok
@@ -49,44 +52,57 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
 
 
-def correctness():
+# "v4": the default choice of loop and tile; "v4_simple": FLASH_ATTN_EXT_V4_SIMPLE=1, the
+# unpipelined loop on the 128 x 128 tile.
+LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_simple").split(",")
+
+
+def set_variant(variant):
+    if variant == "v4_simple":
+        os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
+
+
+def clear_variant():
+    os.environ.pop("FLASH_ATTN_EXT_V4_SIMPLE", None)
+
+
+def correctness(loop):
+    """The whole sweep for one variant."""
+    set_variant(loop)
+    shapes = [(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1), (300, 257), (128, 256), (640, 384)]
     for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
-        for L, S in [(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1), (300, 257), (128, 256), (640, 384)]:
+        for L, S in shapes:
             q, k, v = rand(2, 3, L, E, dtype=dt), rand(2, 3, S, E, dtype=dt), rand(2, 3, S, E, dtype=dt)
             for causal in (False, "top_left", "bottom_right"):
-                check(f"L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal)
+                check(f"{loop} L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal)
         L, S = 333, 517
         q, k, v = rand(2, 8, L, E, dtype=dt), rand(2, 2, S, E, dtype=dt), rand(2, 2, S, E, dtype=dt)
-        check(f"gqa E{E}", q, k, v)
-        check(f"gqa E{E} causal", q, k, v, causal=True)
-        check(f"gqa E{E} br", q, k, v, causal="bottom_right")
-        for sc in (0.3, -0.2, 0.0):
-            check(f"scale {sc} E{E}", q, k, v, scale=sc)
-        qn = rand(2, L, 4, E, dtype=dt).transpose(1, 2)
-        kn, vn = rand(2, S, 4, E, dtype=dt).transpose(1, 2), rand(2, S, 4, E, dtype=dt).transpose(1, 2)
-        check(f"bhle-transposed E{E}", qn, kn, vn, causal=True)
-        check(f"causal br L>S E{E}", rand(1, 2, 300, E, dtype=dt), rand(1, 2, 100, E, dtype=dt),
-              rand(1, 2, 100, E, dtype=dt), causal="bottom_right")
+        check(f"{loop} gqa E{E}", q, k, v)
+        check(f"{loop} gqa E{E} causal", q, k, v, causal=True)
+        check(f"{loop} gqa E{E} br", q, k, v, causal="bottom_right")
         kx, vx = k.clone(), v.clone()
         kx[:, :, L:] = float("nan")
         vx[:, :, L:] = float("inf")
-        check(f"nan in hidden keys E{E}", q, kx, vx, causal="top_left")
-        check(f"logits ~1e4 E{E}", q * 30, k * 30, v)
+        check(f"{loop} nan in hidden keys E{E}", q, kx, vx, causal="top_left")
+        for sc in (0.3, -0.2, 0.0):
+            check(f"{loop} scale {sc} E{E}", q, k, v, scale=sc)
+        qn = rand(2, L, 4, E, dtype=dt).transpose(1, 2)
+        kn, vn = rand(2, S, 4, E, dtype=dt).transpose(1, 2), rand(2, S, 4, E, dtype=dt).transpose(1, 2)
+        check(f"{loop} bhle-transposed E{E}", qn, kn, vn, causal=True)
+        check(f"{loop} causal br L>S E{E}", rand(1, 2, 300, E, dtype=dt), rand(1, 2, 100, E, dtype=dt),
+              rand(1, 2, 100, E, dtype=dt), causal="bottom_right")
+        check(f"{loop} logits ~1e4 E{E}", q * 30, k * 30, v)
         # A moving error is a race: the same inputs twice must give the same bits.
         q, k, v = (rand(4, 16, 2048, E, dtype=dt) for _ in range(3))
         for causal in (False, True):
             a = fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
             b = fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
             if not torch.equal(a, b):
-                failures.append(f"{dt} E{E} causal={causal}: two runs differ")
-    # The unpipelined consumer loop (FLASH_ATTN_EXT_V4_SIMPLE=1) on a subset.
-    os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
-    for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
-        for L, S in [(97, 113), (1025, 1025), (300, 257)]:
-            q, k, v = rand(2, 3, L, E, dtype=dt), rand(2, 3, S, E, dtype=dt), rand(2, 3, S, E, dtype=dt)
-            for causal in (False, "top_left", "bottom_right"):
-                check(f"SIMPLE L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal)
-    del os.environ["FLASH_ATTN_EXT_V4_SIMPLE"]
+                failures.append(f"{loop} {dt} E{E} causal={causal}: two runs differ")
+    clear_variant()
+
+
+def explain_check():
     q, k, v = (rand(1, 2, 64, 128, dtype=torch.bfloat16) for _ in range(3))
     chosen = fa.explain(q, k, v)
     if chosen["kernel"] != "v4_wgmma":
@@ -101,18 +117,17 @@ def bench_ms(fn):
     return tt.do_bench(fn, warmup=25, rep=80, return_mode="median")
 
 
-def bench(Ns):
+def bench(Ns, dtypes):
     rows = []
-    for dt, E, N, causal in itertools.product((torch.bfloat16, torch.float16), (64, 128), Ns, (False, True)):
+    for dt, E, N, causal in itertools.product(dtypes, (64, 128), Ns, (False, True)):
         B, H = max(16384 // N, 1), 2048 // E
         q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
         flops = 4 * B * H * N * N * E / (2 if causal else 1)
         r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
-        for name, kern in (("v4", "v4_wgmma"), ("v4s", "v4_wgmma"), ("v3", "v3_mma")):
-            if name == "v4s":
-                os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
-            r[name] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel=kern)) / 1e9
-            os.environ.pop("FLASH_ATTN_EXT_V4_SIMPLE", None)
+        for loop in LOOPS:
+            set_variant(loop)
+            r[loop] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")) / 1e9
+            clear_variant()
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
             def run(be=be):
                 with sdpa_kernel(be):
@@ -133,24 +148,29 @@ def main():
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--ns", default="1024,4096,16384")
+    ap.add_argument("--dtypes", default="bfloat16,float16")
     args = ap.parse_args()
     torch.manual_seed(0)
     if not args.no_check:
-        correctness()
+        for loop in LOOPS:
+            correctness(loop)
+        explain_check()
         for f in failures:
             print("FAIL", f)
         for key, (n, ok, rel) in stats.items():
             print(f"correctness {key}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
-    rows = [] if args.no_bench else bench([int(n) for n in args.ns.split(",")])
+    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    rows = [] if args.no_bench else bench([int(n) for n in args.ns.split(",")], dtypes)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
     if rows:
-        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3} {'v4':>6} {'v4s':>6} {'v3':>6} {'flash':>6} {'cudnn':>6} "
-              f"{'v4/fl':>6} {'v4/cud':>6}")
+        head = "".join(f" {loop:>10}" for loop in LOOPS)
+        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3}{head} {'flash':>6} {'cudnn':>6} {'/cud':>5}")
         for r in rows:
-            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3} {r['v4']:6.1f} {r['v4s']:6.1f} {r['v3']:6.1f} "
-                  f"{r['flash']:6.1f} {r['cudnn']:6.1f} {r['v4'] / r['flash']:6.2f} {r['v4'] / r['cudnn']:6.2f}")
+            vals = "".join(f" {r[loop]:10.1f}" for loop in LOOPS)
+            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3}{vals} {r['flash']:6.1f} {r['cudnn']:6.1f} "
+                  f"{r[LOOPS[0]] / r['cudnn']:5.2f}")
     print(f"{len(failures)} failures")
     return 1 if failures else 0
 

@@ -27,6 +27,14 @@ struct CudaKernel {
   const char* summary;
 };
 
+// v4 encodes its TMA maps before it launches. If the driver refuses one (an old driver, a
+// layout v4_wgmma_supports let through), nothing ran and the tensor-core rung takes the call.
+void launch_v4_or_v3(const FwdParams& p, cudaStream_t stream) {
+  if (cuda::launch_v4_wgmma(p, stream)) return;
+  TORCH_WARN_ONCE("flash_attention: the driver refused a TMA tensor map for v4_wgmma; running v3_mma instead");
+  cuda::launch_v3_mma(p, stream);
+}
+
 // The ladder, slowest first. Each rung takes every input of the API.
 const CudaKernel kCudaKernels[] = {
     {"naive", nullptr, 0, "reference: ATen matmul + softmax, materialises the (L, S) scores in float32"},
@@ -34,7 +42,7 @@ const CudaKernel kCudaKernels[] = {
     {"v1_tiled", cuda::launch_v1_tiled, 0, "one thread per query row, K/V tiles staged in shared memory"},
     {"v2_warp", cuda::launch_v2_warp, 0, "warp-cooperative: lanes split the keys, shuffle reductions"},
     {"v3_mma", cuda::launch_v3_mma, 80, "tensor cores: mma.sync m16n8k16, ldmatrix, cp.async pipeline"},
-    {"v4_wgmma", cuda::launch_v4_wgmma, 90, "Hopper: TMA + mbarrier ring, warp-specialised, wgmma SS (QK^T) and RS (PV)"},
+    {"v4_wgmma", launch_v4_or_v3, 90, "Hopper: TMA + mbarrier ring, warp-specialised, wgmma SS (QK^T) and RS (PV)"},
 };
 
 int device_sm(int device_index) {

@@ -16,9 +16,9 @@ void launch_v0_naive(const FwdParams& p, cudaStream_t stream);
 void launch_v1_tiled(const FwdParams& p, cudaStream_t stream);
 void launch_v2_warp(const FwdParams& p, cudaStream_t stream);
 void launch_v3_mma(const FwdParams& p, cudaStream_t stream);
-// Hopper rung (sm_90a): 16-bit, E == Ev in {64, 128}, no mask, TMA-aligned rows. Falls back to
-// v3 if the driver refuses a tensor map.
-void launch_v4_wgmma(const FwdParams& p, cudaStream_t stream);
+// Hopper rung (sm_90a): 16-bit, E == Ev in {64, 128}, no mask, TMA-aligned rows. Returns false,
+// having launched nothing, if the driver refuses a tensor map; the caller then picks another rung.
+bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream);
 // Whether v4 takes these inputs on a device of compute capability `sm`; if not, why.
 bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why);
 

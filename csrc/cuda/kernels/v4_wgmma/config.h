@@ -1,7 +1,7 @@
-// v4 tile shape and shared-memory layout (host and device).
+// v4 tile shapes and shared-memory layout (host and device).
 //
-// One CTA owns kBlockM = 128 query rows of one (batch, head): warpgroup 0 is the producer
-// (one thread issues every TMA copy), warpgroups 1 and 2 are consumers, each owning 64 rows.
+// One CTA owns kBlockM query rows of one (batch, head): warpgroup 0 is the producer (one thread
+// issues every TMA copy), warpgroups 1 .. kBlockM / 64 are consumers, each owning 64 rows.
 // K and V stream through a kStages-deep ring of kBlockN-key tiles. Every tile is stored as
 // E/64 chunks of (rows x 64 values), 128 bytes per row with the TMA's 128-byte swizzle, which
 // is the layout wgmma's swizzled descriptors read: K-major for Q and K, MN-major for V.
@@ -11,35 +11,40 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-constexpr int kBlockM = 128;
-constexpr int kBlockN = 128;
-constexpr int kStages = 2;
-constexpr int kConsumerWarpgroups = kBlockM / 64;
-constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
 constexpr int kChunk = 64;  // values per 128-byte swizzled row
+constexpr int kStages = 2;
 
-// Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
-// (128 * 24 + 256 * 240 = 64512 of the SM's 65536).
-constexpr int kProducerRegs = 24;
-constexpr int kConsumerRegs = 240;
+// One tile shape: BM query rows per CTA (BM / 64 consumer warpgroups), BN keys per K/V tile.
+template <int E_, int BM, int BN>
+struct Cfg {
+  static_assert(E_ % kChunk == 0, "v4: E must be a multiple of 64");
+  static_assert(BM % 64 == 0 && BN % 16 == 0, "v4: BM a multiple of 64, BN of 16");
+  static constexpr int E = E_;
+  static constexpr int kBlockM = BM;
+  static constexpr int kBlockN = BN;
+  static constexpr int kConsumerWarpgroups = BM / 64;
+  static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
+  // (2 consumer warpgroups: 128 * 24 + 256 * 240 = 64512 of the SM's 65536; 3: 128 * 24 +
+  // 384 * 160 = 64512).
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = kConsumerWarpgroups == 2 ? 240 : 160;
+  static_assert(128 * kProducerRegs + 128 * kConsumerWarpgroups * kConsumerRegs <= 65536, "v4: register budget");
 
-template <int E>
-struct alignas(1024) Smem {
-  static_assert(E % kChunk == 0, "v4: E must be a multiple of 64");
-  alignas(1024) uint16_t q[kBlockM * E];
-  alignas(1024) uint16_t k[kStages][kBlockN * E];
-  alignas(1024) uint16_t v[kStages][kBlockN * E];
-  alignas(8) uint64_t q_full;
-  alignas(8) uint64_t k_full[kStages];
-  alignas(8) uint64_t v_full[kStages];
-  alignas(8) uint64_t kv_empty[kStages];
+  struct alignas(1024) Smem {
+    alignas(1024) uint16_t q[BM * E];
+    alignas(1024) uint16_t k[kStages][BN * E];
+    alignas(1024) uint16_t v[kStages][BN * E];
+    alignas(8) uint64_t q_full;
+    alignas(8) uint64_t k_full[kStages];
+    alignas(8) uint64_t v_full[kStages];
+    alignas(8) uint64_t k_empty[kStages];
+    alignas(8) uint64_t v_empty[kStages];
+  };
+  // Dynamic shared memory to request: the struct plus slack to align its start to 1024.
+  static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "v4: shared memory");
 };
-
-// Dynamic shared memory to request: the struct plus slack to align its start to 1024.
-template <int E>
-constexpr int smem_bytes() {
-  return static_cast<int>(sizeof(Smem<E>)) + 1024;
-}
 
 // What the kernel needs besides the three tensor maps.
 struct Args {

@@ -1,6 +1,5 @@
 // launch_v4_wgmma and the rung's input rule: which calls the Hopper kernel takes.
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
 #include "../../launch.h"
@@ -44,21 +43,11 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   return true;
 }
 
-void launch_v4_wgmma(const FwdParams& p, cudaStream_t stream) {
+bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream) {
   const bool causal = p.causal != CausalMode::kNone;
-  bool done;
   if (p.dtype == ScalarKind::kBFloat16)
-    done = causal ? run_e<__nv_bfloat16, true>(p, stream) : run_e<__nv_bfloat16, false>(p, stream);
-  else
-    done = causal ? run_e<__half, true>(p, stream) : run_e<__half, false>(p, stream);
-  // The driver refused a tensor map (an old driver, a layout the checks above missed): the
-  // tensor-core rung takes every input.
-  if (!done) {
-    static bool told = false;
-    if (!told) std::fprintf(stderr, "flash_attn_ext: v4_wgmma could not encode a TMA tensor map; running v3_mma\n");
-    told = true;
-    launch_v3_mma(p, stream);
-  }
+    return causal ? run_e<__nv_bfloat16, true>(p, stream) : run_e<__nv_bfloat16, false>(p, stream);
+  return causal ? run_e<__half, true>(p, stream) : run_e<__half, false>(p, stream);
 }
 
 }  // namespace flash_attn_ext::cuda

@@ -34,9 +34,10 @@ bool make_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64
   return tma::encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
-// Returns false (nothing launched) if a tensor map cannot be encoded; the caller falls back.
-template <typename T, int E, bool CAUSAL>
-bool run_v4(const FwdParams& p, cudaStream_t stream) {
+// Builds the maps for tile shape C and launches the given consumer loop; false (nothing
+// launched) if a tensor map cannot be encoded.
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+bool run_cfg(const FwdParams& p, cudaStream_t stream) {
   Args a{};
   a.out = p.out;
   a.lse = p.lse;
@@ -48,7 +49,7 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
   a.group = static_cast<int>(p.group);
   a.causal_offset = static_cast<int>(p.causal_offset);
   a.scale_log2 = p.scale_log2;
-  a.num_m = static_cast<int>((p.L + kBlockM - 1) / kBlockM);
+  a.num_m = static_cast<int>((p.L + C::kBlockM - 1) / C::kBlockM);
   // Keys no query can see are left outside the K/V maps: the TMA fills them with zeros, so
   // NaN/Inf stored there cannot reach the output through 0 * NaN.
   int64_t s_eff = p.S;
@@ -57,20 +58,43 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
 
   CUtensorMap tq, tk, tv;
-  if (!make_map<T>(&tq, p.q, E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, kBlockM) ||
-      !make_map<T>(&tk, p.k, E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, kBlockN) ||
-      !make_map<T>(&tv, p.v, E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, kBlockN))
+  if (!make_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) ||
+      !make_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) ||
+      !make_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN))
     return false;
 
-  // FLASH_ATTN_EXT_V4_SIMPLE=1 picks the unpipelined consumer loop (for the worklog's A/B).
-  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
-  const bool overlap = simple == nullptr || simple[0] != '1';
-  auto kernel = overlap ? v4_fwd_kernel<T, E, CAUSAL, true> : v4_fwd_kernel<T, E, CAUSAL, false>;
-  constexpr int smem = smem_bytes<E>();
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  auto kernel = v4_fwd_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(tq, tk, tv, a);
+  kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, tv, a);
   return true;
+}
+
+// Returns false (nothing launched) if a tensor map cannot be encoded; the caller falls back.
+// The choice below is what measured fastest per case on the H200 (benchmarks/NOTES_v4.md,
+// device run 2, every path through it checked there with the whole correctness sweep):
+// - the overlapped loop with pingpong, except E = 64 causal on the wide tile, where the plain
+//   overlap is faster (419 vs 390 TFLOP/s at N = 16k; likely because ptxas, with the named
+//   barriers in that loop, still lets wait_group 0 in ahead of 31 of the 66 exp2s of a step);
+// - the wide tile once there are enough keys that its last, partly masked tile costs little:
+//   128 x 176 for E = 128 (590 vs 571 at N = 16k, but 433 vs 450 at N = 1024), 192 x 128 with
+//   three consumer warpgroups for E = 64 (464 vs 399 at N = 16k, 347 vs 322 at N = 1024),
+//   except E = 64 causal at N = 1024 (209 vs 239).
+// FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop (no overlap, no pingpong) on the 128 x
+// 128 tile instead: the A/B baseline for what the pipeline buys.
+template <typename T, int E, bool CAUSAL>
+bool run_v4(const FwdParams& p, cudaStream_t stream) {
+  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
+  if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
+  if constexpr (E == 64 && !CAUSAL) {
+    return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
+  } else {
+    if (p.S >= 2048) {
+      if constexpr (E == 128) return run_cfg<T, Cfg<E, 128, 176>, CAUSAL, true, true>(p, stream);
+      else return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, false>(p, stream);
+    }
+    return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, true, true>(p, stream);
+  }
 }
 
 }  // namespace flash_attn_ext::cuda::v4
