@@ -8,6 +8,7 @@
 # Files under OUTDIR (few, on purpose): check.log (every step's output), build.log,
 # junit.xml, sanitizer.log, bench.csv or bench/ (benchmarks/bench.py), summary.txt.
 # GPU_CHECK_SKIP: space-separated steps to leave out (tests sweep big sanitizer repeat bench).
+# GPU_CHECK_SANITIZERS: the compute-sanitizer tools to run (default: memcheck racecheck initcheck synccheck).
 # GPU_CHECK_BENCH=builtin: time with scripts/cuda_bench.py even where benchmarks/bench.py exists.
 # GPU_CHECK_COMMIT: the commit to report where the checkout has no .git (a copied tree).
 # GPU_CHECK_BUDGET: seconds for the whole run (default 530); a step that would start past
@@ -101,7 +102,7 @@ rc=$?
 
 verdicts=""
 : >"$OUTDIR/sanitizer.log"
-for tool in memcheck racecheck initcheck synccheck; do
+for tool in ${GPU_CHECK_SANITIZERS:-memcheck racecheck initcheck synccheck}; do
   # Every kernel is instrumented, torch's too: initcheck only knows memory as written when
   # the kernel that wrote it was instrumented, so a kernel-name filter gives false reports.
   step sanitizer 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" \
