@@ -18,6 +18,7 @@ struct BwdArgs {
   // 16-byte cp.async is legal: base pointer 16-byte aligned, every outer stride and the head
   // dim a whole number of 16 bytes. Otherwise the tile copies go element by element.
   bool q_vec = false, k_vec = false, v_vec = false, do_vec = false;
+  bool dq_vec4 = false;  // E % 4 == 0: dQ rows take 16-byte reductions
 };
 
 }  // namespace flash_attn_ext::cuda::bwd

@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "../../ptx/cp_async.cuh"
+#include "../../ptx/red.cuh"
 #include "../v3_mma/tile_copy.cuh"
 #include "args.h"
 #include "probs.cuh"
@@ -49,6 +50,38 @@ __device__ __forceinline__ void store_out_pair(uint16_t* dst, int64_t col, int64
     dst[0] = static_cast<uint16_t>(pack2<BF16>(x, 0.f) & 0xffffu);
     if (col + 1 < cols) dst[1] = static_cast<uint16_t>(pack2<BF16>(y, 0.f) & 0xffffu);
   }
+}
+
+// Adds a warp's dQ chunk (16 rows x CW features at column c0, times scale) into the float32
+// buffer. With VEC4 (E a multiple of 4), lanes t and t^1 swap half their pairs so that each
+// holds four adjacent features of one row: one 16-byte reduction instead of four scalar
+// atomics. The reductions, not the products, bounded the first version (see NOTES_bwd.md).
+template <int CW>
+__device__ __forceinline__ void add_dq_chunk(const float (&acc)[CW / 8][4], float* dqg, int64_t qrow0, int c0,
+                                             int64_t L, int E, bool vec4, float scale, int g, int t) {
+  if (vec4) {
+    const bool even = (t & 1) == 0;
+#pragma unroll
+    for (int nb = 0; nb < CW / 8; ++nb) {
+      // Even t keeps row g and receives its partner's row-g pair; odd t keeps row g + 8.
+      const float s0 = even ? acc[nb][2] : acc[nb][0], s1 = even ? acc[nb][3] : acc[nb][1];
+      const float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+      const int64_t row = qrow0 + g + (even ? 0 : 8);
+      const int col = c0 + nb * 8 + (t >> 1) * 4;
+      const float x0 = even ? acc[nb][0] : r0, x1 = even ? acc[nb][1] : r1;
+      const float x2 = even ? r0 : acc[nb][2], x3 = even ? r1 : acc[nb][3];
+      if (row < L && col < E) ptx::red_add_f32x4(dqg + row * E + col, x0 * scale, x1 * scale, x2 * scale, x3 * scale);
+    }
+    return;
+  }
+#pragma unroll
+  for (int nb = 0; nb < CW / 8; ++nb)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t row = qrow0 + g + 8 * (e >> 1);
+      const int col = c0 + nb * 8 + 2 * t + (e & 1);
+      if (row < L && col < E) atomicAdd(dqg + row * E + col, acc[nb][e] * scale);
+    }
 }
 
 template <bool BF16, int HD, bool CAUSAL>
@@ -219,14 +252,7 @@ __global__ void __launch_bounds__(TileSizes<HD>::kThreads, 2) bwd_dkdv_kernel(co
         load_a_trans<DP>(af, sdS, warp * 16, kk, lane);
         mma_step_b_rows<BF16, CW, P>(acc, af, sK, kk, c0, lane);
       }
-#pragma unroll
-      for (int nb = 0; nb < CW / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t row = qrow0 + g + 8 * (e >> 1);
-          const int col = c0 + nb * 8 + 2 * t + (e & 1);
-          if (row < p.L && col < E) atomicAdd(dqg + row * p.E + col, acc[nb][e] * p.scale);
-        }
+      add_dq_chunk<CW>(acc, dqg, qrow0, c0, p.L, E, a.dq_vec4, p.scale, g, t);
     }
   }
 

@@ -76,6 +76,7 @@ void launch_bwd_mma(const BwdParams& bp, float* dq_accum, cudaStream_t stream) {
   a.k_vec = bwd::vec_ok(p.k, p.E, p.k_sb, p.k_sh, p.k_sl);
   a.v_vec = bwd::vec_ok(p.v, p.Ev, p.v_sb, p.v_sh, p.v_sl);
   a.do_vec = bwd::vec_ok(bp.dout, p.Ev, bp.do_sb, bp.do_sh, bp.do_sl);
+  a.dq_vec4 = p.E % 4 == 0;
   const int hd = bwd::bucket(p.E > p.Ev ? p.E : p.Ev);
   if (p.dtype == ScalarKind::kBFloat16) bwd::run_dtype<true>(a, hd, stream);
   else bwd::run_dtype<false>(a, hd, stream);
