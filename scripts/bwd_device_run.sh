@@ -10,6 +10,11 @@ since() { echo "[$(( $(date +%s) - start )) s] $*"; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 since "build done"
+# ALT_TREE: another checkout (an earlier version) built beside this one and timed at N=4096 only.
+if [ -n "${ALT_TREE:-}" ]; then
+  (cd "$ALT_TREE" && MAX_JOBS=8 python3 setup.py build_ext --inplace >"$OUT/build_alt.log" 2>&1) &
+  alt_build=$!
+fi
 
 # OLD_BACKWARD_TEST: a copy of a previous tests/test_backward.py (inside tests/, for its conftest) whose
 # CUDA failures need a reason; its first failure is printed.
@@ -19,11 +24,11 @@ if [ -n "${OLD_BACKWARD_TEST:-}" ]; then
   grep -m4 -E "^E |passed|failed" "$OUT/old_test.log"
 fi
 
-timeout ${TEST_S:-150} python3 -m pytest -q -n 8 --tb=short -p no:cacheprovider tests/gpu/test_cuda_backward.py \
+timeout ${TEST_S:-150} python3 -m pytest -q -n 8 --tb=short -rs -p no:cacheprovider tests/gpu/test_cuda_backward.py \
   tests/test_backward.py tests/test_determinism.py tests/gpu/test_cuda_only.py -k "cuda or gpu or mma" \
   >"$OUT/tests.log" 2>&1
 echo "tests rc=$?"
-grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests.log" | head -30
+grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed" "$OUT/tests.log" | head -30
 grep -E "^E .*(error|Error)" "$OUT/tests.log" | head -20
 since "tests done"
 
@@ -35,9 +40,15 @@ echo "racecheck rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sanitize:|hazar
 unset PYTORCH_NO_CUDA_MEMORY_CACHING
 since "sanitizer done"
 
+if [ -n "${ALT_TREE:-}" ]; then
+  wait $alt_build && (cd "$ALT_TREE" && PYTHONPATH=$PWD timeout 60 python3 benchmarks/bwd_bench.py --quick \
+    >"$OUT/bench_alt.log" 2>&1)
+  echo "alt tree ($ALT_TREE) bench rc=$?"; since "alt done"
+fi
 left=$(( ${BUDGET_S:-400} - ($(date +%s) - start) ))
 timeout $(( left > 40 ? left - 10 : 30 )) python3 benchmarks/bwd_bench.py --json "$OUT/bench.json" ${BENCH_ARGS:-} \
   >"$OUT/bench.log" 2>&1
 echo "bench rc=$?"
 since "all done"
+[ -n "${ALT_TREE:-}" ] && { echo "--- $ALT_TREE, N=4096 only:"; tail -8 "$OUT/bench_alt.log"; echo "--- this tree:"; }
 cat "$OUT/bench.log" | tail -25

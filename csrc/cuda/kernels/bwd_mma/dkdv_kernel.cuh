@@ -1,5 +1,5 @@
 // The backward's main kernel (FlashAttention-2's split): one CTA per (batch, kv head, block
-// of kBlockN keys). It loops over the query heads of its GQA group and, for each, over the
+// of kBlockN = 128 keys, 8 warps). It loops over the query heads of its GQA group and, for each, over the
 // query blocks that can see its keys, recomputing the forward's probabilities from the saved
 // LSE instead of storing them: O(L + S) memory instead of O(L * S).
 //
@@ -10,8 +10,9 @@
 // with everything in the transposed orientation, so each warp's dK and dV rows stay in its
 // registers across every query block and head of the group: no atomics for dK/dV, and the
 // GQA sum happens in registers. dQ needs a sum over the CTA's keys instead: each warp stores
-// its dS^T slice (16-bit) in shared memory, then warp w computes dQ rows 16w..16w+15 of the
-// block, dS K over all kBlockN keys, and adds them into a float32 buffer with atomicAdd.
+// its dS^T slice (16-bit) in shared memory, then the 8 warps split the block's dQ = dS K over
+// all kBlockN keys (4 slices of 16 rows x 2 groups of 32-feature chunks) and add it into a
+// float32 buffer with 16-byte reductions.
 // In deterministic mode that step is skipped and dq_kernel.cuh computes dQ without atomics.
 //
 // Q and dO blocks stream through a two-stage cp.async pipeline; K and V are loaded once.
@@ -85,7 +86,7 @@ __device__ __forceinline__ void add_dq_chunk(const float (&acc)[CW / 8][4], floa
 }
 
 template <bool BF16, int HD, bool CAUSAL>
-__global__ void __launch_bounds__(TileSizes<HD>::kThreads, 2) bwd_dkdv_kernel(const __grid_constant__ BwdArgs a) {
+__global__ void __launch_bounds__(TileSizes<HD>::kThreads, 1) bwd_dkdv_kernel(const __grid_constant__ BwdArgs a) {
   using T = TileSizes<HD>;
   using Sm = DkDvSmem<HD>;
   constexpr int BM = T::kBlockM, BN = T::kBlockN, NT = T::kThreads, P = T::kPitch, DP = T::kDsPitch;
@@ -237,19 +238,20 @@ __global__ void __launch_bounds__(TileSizes<HD>::kThreads, 2) bwd_dkdv_kernel(co
     if (!with_dq) continue;
     // Every warp's dS^T slice is in place; skip the dQ products when no warp saw anything.
     if (!__syncthreads_or(live)) continue;
-    const int64_t qrow0 = m0 + warp * 16;
+    // Warp w: query rows 16 (w % 4).. of the block, feature chunks w / 4, w / 4 + 2, ...
+    const int64_t qrow0 = m0 + (warp % 4) * 16;
     if (qrow0 >= p.L) continue;
     float* dqg = a.dq_accum + ((b * p.H + h) * p.L) * p.E;
-    // dQ rows of this warp, 32 features at a time: the accumulator stays at 16 registers.
+    // 32 features at a time: the accumulator stays at 16 registers.
 #pragma unroll 1
-    for (int c0 = 0; c0 < HD && c0 < E; c0 += 32) {
+    for (int c0 = (warp / 4) * 32; c0 < HD && c0 < E; c0 += 64) {
       constexpr int CW = HD < 32 ? HD : 32;
       float acc[CW / 8][4];
       zero(acc);
 #pragma unroll
       for (int kk = 0; kk < BN / 16; ++kk) {
         uint32_t af[4];
-        load_a_trans<DP>(af, sdS, warp * 16, kk, lane);
+        load_a_trans<DP>(af, sdS, (warp % 4) * 16, kk, lane);
         mma_step_b_rows<BF16, CW, P>(acc, af, sK, kk, c0, lane);
       }
       add_dq_chunk<CW>(acc, dqg, qrow0, c0, p.L, E, a.dq_vec4, p.scale, g, t);

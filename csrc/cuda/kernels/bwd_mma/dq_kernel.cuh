@@ -24,15 +24,15 @@ namespace flash_attn_ext::cuda::bwd {
 
 template <int HD>
 struct DqSmem {
-  using T = TileSizes<HD>;
+  using T = DqTileSizes<HD>;
   static constexpr int kQ = T::kBlockM * T::kPitch;   // Q or dO
   static constexpr int kKV = T::kBlockN * T::kPitch;  // one stage of K or V
   static constexpr size_t kBytes = 2 * (2 * kQ + 4 * kKV);
 };
 
 template <bool BF16, int HD, bool CAUSAL>
-__global__ void __launch_bounds__(TileSizes<HD>::kThreads, 2) bwd_dq_kernel(const __grid_constant__ BwdArgs a) {
-  using T = TileSizes<HD>;
+__global__ void __launch_bounds__(DqTileSizes<HD>::kThreads, 2) bwd_dq_kernel(const __grid_constant__ BwdArgs a) {
+  using T = DqTileSizes<HD>;
   using Sm = DqSmem<HD>;
   constexpr int BM = T::kBlockM, BN = T::kBlockN, NT = T::kThreads, P = T::kPitch;
   const BwdParams& bp = a.p;

@@ -56,8 +56,9 @@ bool bwd_mma_supports(const BwdParams& bp, int sm, std::string* why) {
     return false;
   }
   using T = bwd::TileSizes<32>;
+  using TQ = bwd::DqTileSizes<32>;
   const int64_t kv_blocks = (p.S + T::kBlockN - 1) / T::kBlockN * p.B * p.Hkv;
-  const int64_t q_blocks = (p.L + T::kBlockM - 1) / T::kBlockM * p.B * p.H;
+  const int64_t q_blocks = (p.L + TQ::kBlockM - 1) / TQ::kBlockM * p.B * p.H;
   if (kv_blocks > INT32_MAX || q_blocks > INT32_MAX) { *why = "needs fewer than 2^31 CTAs"; return false; }
   return true;
 }
@@ -67,11 +68,12 @@ bool bwd_mma_supports(const BwdParams& bp, int sm, std::string* why) {
 void launch_bwd_mma(const BwdParams& bp, float* dq_accum, cudaStream_t stream) {
   const FwdParams& p = bp.fwd;
   using T = bwd::TileSizes<32>;  // block sizes are the same for every bucket
+  using TQ = bwd::DqTileSizes<32>;
   bwd::BwdArgs a;
   a.p = bp;
   a.dq_accum = dq_accum;
   a.n_kblocks = (p.S + T::kBlockN - 1) / T::kBlockN;
-  a.n_qblocks = (p.L + T::kBlockM - 1) / T::kBlockM;
+  a.n_qblocks = (p.L + TQ::kBlockM - 1) / TQ::kBlockM;
   a.q_vec = bwd::vec_ok(p.q, p.E, p.q_sb, p.q_sh, p.q_sl);
   a.k_vec = bwd::vec_ok(p.k, p.E, p.k_sb, p.k_sh, p.k_sl);
   a.v_vec = bwd::vec_ok(p.v, p.Ev, p.v_sb, p.v_sh, p.v_sl);

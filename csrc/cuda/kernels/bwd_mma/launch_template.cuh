@@ -17,6 +17,7 @@ namespace flash_attn_ext::cuda::bwd {
 template <bool BF16, int HD, bool CAUSAL>
 void run_bwd(const BwdArgs& a, cudaStream_t stream) {
   using T = TileSizes<HD>;
+  using TQ = DqTileSizes<HD>;
   const FwdParams& p = a.p.fwd;
   // Function attributes, not stream operations: legal while a CUDA graph is being captured.
   auto* dkdv = bwd_dkdv_kernel<BF16, HD, CAUSAL>;
@@ -27,7 +28,7 @@ void run_bwd(const BwdArgs& a, cudaStream_t stream) {
   auto* dq = bwd_dq_kernel<BF16, HD, CAUSAL>;
   cudaFuncSetAttribute(dq, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(DqSmem<HD>::kBytes));
   const int64_t dq_blocks = a.n_qblocks * p.B * p.H;
-  dq<<<static_cast<unsigned>(dq_blocks), T::kThreads, DqSmem<HD>::kBytes, stream>>>(a);
+  dq<<<static_cast<unsigned>(dq_blocks), TQ::kThreads, DqSmem<HD>::kBytes, stream>>>(a);
 }
 
 }  // namespace flash_attn_ext::cuda::bwd
