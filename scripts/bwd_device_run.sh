@@ -40,6 +40,15 @@ echo "racecheck rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sanitize:|hazar
 unset PYTORCH_NO_CUDA_MEMORY_CACHING
 since "sanitizer done"
 
+if [ -n "${NCU:-}" ]; then
+  timeout 120 ncu --clock-control none -k regex:bwd_dkdv --launch-count 1 --section SpeedOfLight \
+    --section WarpStateStats --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
+    --section MemoryWorkloadAnalysis python3 scripts/bwd_profile.py >"$OUT/ncu.txt" 2>&1
+  echo "ncu rc=$?"
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Executed Ipc A|L1/TEX Hit|L2 Hit|Shared Memory Configuration Size|Stall" "$OUT/ncu.txt" | head -24
+  since "ncu done"
+fi
+
 if [ -n "${ALT_TREE:-}" ]; then
   wait $alt_build && (cd "$ALT_TREE" && PYTHONPATH=$PWD timeout 60 python3 benchmarks/bwd_bench.py --quick \
     >"$OUT/bench_alt.log" 2>&1)

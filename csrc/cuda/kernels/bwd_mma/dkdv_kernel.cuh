@@ -39,7 +39,8 @@ struct DkDvSmem {
   static constexpr int kKV = T::kBlockN * T::kPitch;  // one of K, V
   static constexpr int kQ = T::kBlockM * T::kPitch;   // one stage of Q or dO
   static constexpr int kDs = T::kBlockN * T::kDsPitch;
-  static constexpr size_t kBytes = 2 * (2 * kKV + 4 * kQ + kDs) + 4 * 2 * T::kBlockM * sizeof(float);
+  // K, V, 2 stages of Q and dO, 2 dS^T buffers (16-bit); 2 stages of lse2 and D; 2 live tags.
+  static constexpr size_t kBytes = 2 * (2 * kKV + 4 * kQ + 2 * kDs) + 4 * T::kBlockM * sizeof(float) + 2 * sizeof(int);
 };
 
 // Stores one 16-bit pair (or one element where the pair would straddle E or be misaligned).
@@ -98,9 +99,12 @@ __global__ void __launch_bounds__(TileSizes<HD>::kThreads, 1) bwd_dkdv_kernel(co
   uint16_t* sV = sK + Sm::kKV;
   uint16_t* sQ = sV + Sm::kKV;       // 2 stages
   uint16_t* sdO = sQ + 2 * Sm::kQ;   // 2 stages
-  uint16_t* sdS = sdO + 2 * Sm::kQ;  // dS^T: key-major, kBlockN x kBlockM
-  float* sLse2 = reinterpret_cast<float*>(sdS + Sm::kDs);  // 2 stages of kBlockM
+  uint16_t* sdS = sdO + 2 * Sm::kQ;  // 2 buffers of dS^T: key-major, kBlockN x kBlockM
+  float* sLse2 = reinterpret_cast<float*>(sdS + 2 * Sm::kDs);  // 2 stages of kBlockM
   float* sDelta = sLse2 + 2 * BM;
+  // sLive[i]: 1 + the last item whose dS^T in buffer i has a nonzero warp slice. Tags instead of
+  // flags: nothing ever needs resetting, so no barrier orders a reset against the setters.
+  int* sLive = reinterpret_cast<int*>(sDelta + 2 * BM);
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int64_t kb = blockIdx.x % a.n_kblocks, bhk = blockIdx.x / a.n_kblocks;
@@ -148,6 +152,7 @@ __global__ void __launch_bounds__(TileSizes<HD>::kThreads, 1) bwd_dkdv_kernel(co
     }
   };
 
+  if (tid < 2) sLive[tid] = 0;
   if (n_items > 0) load_item(0, 0);
   ptx::cp_async_commit();
 
@@ -157,15 +162,43 @@ __global__ void __launch_bounds__(TileSizes<HD>::kThreads, 1) bwd_dkdv_kernel(co
   const int64_t kw0 = n0 + warp * 16;  // this warp's first key
   const uint16_t* sKw = sK + warp * 16 * P;
   const uint16_t* sVw = sV + warp * 16 * P;
-  uint16_t* sdSw = sdS + warp * 16 * DP;
   const bool with_dq = a.dq_accum != nullptr;
 
-  for (int64_t it = 0; it < n_items; ++it) {
+  // dQ rows of item `it` from its dS^T buffer: dQ = dS K over all kBlockN keys. Warp w: query
+  // rows 16 (w % 4).. of the block, 32-feature chunks w / 4, w / 4 + 2, ...
+  auto dq_step = [&](int64_t it) {
+    const int buf = static_cast<int>(it & 1);
+    if (sLive[buf] != it + 1) return;  // no warp saw anything: nothing to add
+    const int64_t h = item_head(it), qrow0 = item_row0(it) + (warp % 4) * 16;
+    if (qrow0 >= p.L) return;
+    const uint16_t* cdS = sdS + buf * Sm::kDs;
+    float* dqg = a.dq_accum + ((b * p.H + h) * p.L) * p.E;
+#pragma unroll 1
+    for (int c0 = (warp / 4) * 32; c0 < HD && c0 < E; c0 += 64) {
+      constexpr int CW = HD < 32 ? HD : 32;  // the accumulator stays at 16 registers
+      float acc[CW / 8][4];
+      zero(acc);
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        uint32_t af[4];
+        load_a_trans<DP>(af, cdS, (warp % 4) * 16, kk, lane);
+        mma_step_b_rows<BF16, CW, P>(acc, af, sK, kk, c0, lane);
+      }
+      add_dq_chunk<CW>(acc, dqg, qrow0, c0, p.L, E, a.dq_vec4, p.scale, g, t);
+    }
+  };
+
+  // One barrier per item: the dQ step of item it - 1 runs after the barrier that opens item it
+  // (its dS^T is complete by then), from the other dS^T buffer than item it writes.
+  for (int64_t it = 0; it <= n_items; ++it) {
     const int stage = static_cast<int>(it & 1);
     ptx::cp_async_wait<0>();
-    __syncthreads();  // stage `stage` landed; every warp is done with the other stage and with sdS
+    __syncthreads();  // stage `stage` landed; item it - 1 is complete; item it - 2's buffers are free
     if (it + 1 < n_items) load_item(it + 1, stage ^ 1);
     ptx::cp_async_commit();
+    if (with_dq && it > 0) dq_step(it - 1);
+    if (it == n_items) break;
+    uint16_t* sdSw = sdS + stage * Sm::kDs + warp * 16 * DP;
 
     const int64_t h = item_head(it), m0 = item_row0(it);
     const uint16_t* cQ = sQ + stage * Sm::kQ;
@@ -235,27 +268,7 @@ __global__ void __launch_bounds__(TileSizes<HD>::kThreads, 1) bwd_dkdv_kernel(co
         reinterpret_cast<uint32_t*>(sdSw + (i / (BM / 2)) * DP)[i % (BM / 2)] = 0u;
     }
 
-    if (!with_dq) continue;
-    // Every warp's dS^T slice is in place; skip the dQ products when no warp saw anything.
-    if (!__syncthreads_or(live)) continue;
-    // Warp w: query rows 16 (w % 4).. of the block, feature chunks w / 4, w / 4 + 2, ...
-    const int64_t qrow0 = m0 + (warp % 4) * 16;
-    if (qrow0 >= p.L) continue;
-    float* dqg = a.dq_accum + ((b * p.H + h) * p.L) * p.E;
-    // 32 features at a time: the accumulator stays at 16 registers.
-#pragma unroll 1
-    for (int c0 = (warp / 4) * 32; c0 < HD && c0 < E; c0 += 64) {
-      constexpr int CW = HD < 32 ? HD : 32;
-      float acc[CW / 8][4];
-      zero(acc);
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        uint32_t af[4];
-        load_a_trans<DP>(af, sdS, (warp % 4) * 16, kk, lane);
-        mma_step_b_rows<BF16, CW, P>(acc, af, sK, kk, c0, lane);
-      }
-      add_dq_chunk<CW>(acc, dqg, qrow0, c0, p.L, E, a.dq_vec4, p.scale, g, t);
-    }
+    if (with_dq && live && lane == 0) atomicMax(&sLive[stage], static_cast<int>(it + 1));
   }
 
   ptx::cp_async_wait<0>();  // a CTA with no query block still has K and V in flight
