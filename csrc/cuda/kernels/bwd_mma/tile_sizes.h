@@ -9,8 +9,8 @@
 // cp.async pipeline (Q and dO).
 //
 // Shared memory (16-bit, pitch HD + 8): K, V (kBlockN rows), 2 stages of Q and dO (kBlockM rows),
-// dS^T (kBlockN x (kBlockM + 8)) and 2 stages of lse/D: 155 KiB at HD = 128 (one CTA of 8 warps
-// per SM), 93 KiB at HD = 64 (two).
+// 2 buffers of dS^T (kBlockN x (kBlockM + 8)) and 2 stages of lse/D: 173 KiB at HD = 128, 109 KiB
+// at HD = 64. Either way one CTA per SM: 8 warps x ~250 registers fill the register file.
 //
 // The deterministic dQ kernel has its own, forward-like tiles: 4 warps of 16 query rows, 64-key
 // steps (its S and dP are 16 x kBlockN each, in registers beside dQ).
