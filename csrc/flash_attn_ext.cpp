@@ -54,12 +54,13 @@ pybind11::dict explain(const at::Tensor& q, const at::Tensor& k, const at::Tenso
                        const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
                        const std::string& kernel, const std::string& precision) {
   ForwardCall c = prepare_forward(q, k, v, mask, scale, causal, precision, /*allocate=*/false);
-  KernelChoice choice;
+  KernelChoice choice, backward;
   if (q.device().is_cpu()) {
     choice = choose_cpu_kernel(c.params, kernel);
   } else {
 #ifdef WITH_CUDA
     choice = choose_cuda_kernel(c.params, kernel, q.device().index());
+    backward = choose_cuda_backward(c.params, kernel, q.device().index());
 #else
     TORCH_CHECK_VALUE(false, "flash_attention: q is on ", q.device(), " but this build has no CUDA kernels");
 #endif
@@ -68,6 +69,10 @@ pybind11::dict explain(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   d["kernel"] = choice.name;
   d["device"] = q.device().str();
   d["reason"] = choice.reason;
+  if (!backward.name.empty()) {
+    d["backward"] = backward.name;
+    d["backward_reason"] = backward.reason;
+  }
   return d;
 }
 

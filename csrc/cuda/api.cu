@@ -147,15 +147,9 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& q, const at::Tenso
 
 // The backward with dense float32 matrices (O(L*S) memory): P from the saved LSE, then
 // dV = P^T dO, dS = P (dO V^T - D), dQ = scale dS K, dK = scale dS^T Q, summed over GQA groups.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
-    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
-    const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
-    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
-  const c10::cuda::CUDAGuard guard(q.device());
-  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
-  choose_cuda_kernel(c.fwd.params, std::string(kernel), q.device().index());  // validates the name
-  at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
-  if (c.empty) return {c.dq, c.dk, c.dv, dscores};
+// The reference (kernel='naive') and the path for what the tensor-core backward does not take
+// (float32, head dims above 128, devices below sm80).
+void dense_bwd_cuda(const BackwardCall& c) {
   const FwdParams& p = c.fwd.params;
   DenseScores d = dense_scores(c.fwd);
   at::Tensor row_lse = c.fwd.lse.unsqueeze(-1);
@@ -173,6 +167,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
   c.dk.copy_(dk);
   c.dv.copy_(dv);
   if (c.dscores.defined()) c.dscores.copy_(dS);
+}
+
+// The tiled tensor-core backward (kernels/bwd_mma): O(L + S) extra memory. dQ is summed with
+// float32 atomics into a buffer converted to q's dtype afterwards, except in deterministic mode,
+// where a Q-major kernel writes it without atomics (bitwise reproducible).
+void mma_bwd_cuda(const BackwardCall& c, int device_index) {
+  const BwdParams& bp = c.params;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_index).stream();
+  if (at::globalContext().deterministicAlgorithms()) {
+    cuda::launch_bwd_mma(bp, nullptr, stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
+  at::Tensor dq_accum = at::zeros(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
+  cuda::launch_bwd_mma(bp, dq_accum.data_ptr<float>(), stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  c.dq.copy_(dq_accum);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
+    const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+  const std::string name(kernel);
+  choose_cuda_kernel(c.fwd.params, name, q.device().index());  // validates the name
+  at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
+  if (c.empty) return {c.dq, c.dk, c.dv, dscores};
+  if (choose_cuda_backward(c.fwd.params, name, q.device().index()).name == "bwd_mma")
+    mma_bwd_cuda(c, q.device().index());
+  else
+    dense_bwd_cuda(c);
   return {c.dq, c.dk, c.dv, dscores};
 }
 
@@ -215,6 +242,16 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
     return {"v2_warp", "float32_precision='ieee' keeps float32 on CUDA cores: the warp-cooperative rung"};
   }
   return {"v2_warp", "no tensor-core rung below sm80: the warp-cooperative rung is the fastest"};
+}
+
+KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& requested, int device_index) {
+  if (requested == "naive") return {"dense", "kernel='naive': the dense float32 reference backward (O(L*S) memory)"};
+  BwdParams bp;
+  bp.fwd = p;
+  std::string why;
+  if (cuda::bwd_mma_supports(bp, device_sm(device_index), &why))
+    return {"bwd_mma", "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)"};
+  return {"dense", "the tensor-core backward " + why + ": dense float32 backward (O(L*S) memory)"};
 }
 
 TORCH_LIBRARY_IMPL(flash_attn_ext, CUDA, m) {

@@ -22,4 +22,12 @@ bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream);
 // Whether v4 takes these inputs on a device of compute capability `sm`; if not, why.
 bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why);
 
+// Tensor-core backward (kernels/bwd_mma): whether it takes these inputs on compute capability
+// `sm`, and if not, why (the caller keeps the dense path then).
+bool bwd_mma_supports(const BwdParams& p, int sm, std::string* why);
+// dout, q, k, v (+ lse, delta) -> dk, dv, and dq: accumulated into dq_accum (float32 (B, H, L, E),
+// zeroed by the caller) with atomics, or, with dq_accum == nullptr, written to p.dq without
+// atomics (bitwise reproducible).
+void launch_bwd_mma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
+
 }  // namespace flash_attn_ext::cuda

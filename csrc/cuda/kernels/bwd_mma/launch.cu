@@ -1,0 +1,87 @@
+// launch_bwd_mma: decides whether the tensor-core backward takes a call, picks the head-dim
+// bucket, derives the per-call flags (alignment, grid sizes) and calls the matching explicit
+// instantiation.
+#include <cstdint>
+#include <string>
+
+#include "../../launch.h"
+#include "run.h"
+#include "tile_sizes.h"
+
+namespace flash_attn_ext::cuda {
+namespace bwd {
+namespace {
+
+int bucket(int64_t d) {
+  for (int b : kBuckets)
+    if (d <= b) return b;
+  return kMaxHeadDim;
+}
+
+// 16-byte copies need a 16-byte aligned base and every stride a whole number of 16 bytes.
+bool vec_ok(const void* ptr, int64_t cols, int64_t sb, int64_t sh, int64_t sl) {
+  constexpr int64_t per = 8;  // 16-bit elements per 16 bytes
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && cols % per == 0 && sb % per == 0 && sh % per == 0 &&
+         sl % per == 0;
+}
+
+template <bool BF16, bool CAUSAL>
+void run_bucket(const BwdArgs& a, int hd, cudaStream_t s) {
+  switch (hd) {
+    case 32: return run_bwd<BF16, 32, CAUSAL>(a, s);
+    case 64: return run_bwd<BF16, 64, CAUSAL>(a, s);
+    case 96: return run_bwd<BF16, 96, CAUSAL>(a, s);
+    default: return run_bwd<BF16, 128, CAUSAL>(a, s);
+  }
+}
+
+template <bool BF16>
+void run_dtype(const BwdArgs& a, int hd, cudaStream_t s) {
+  if (a.p.fwd.causal == CausalMode::kNone) run_bucket<BF16, false>(a, hd, s);
+  else run_bucket<BF16, true>(a, hd, s);
+}
+
+}  // namespace
+}  // namespace bwd
+
+bool bwd_mma_supports(const BwdParams& bp, int sm, std::string* why) {
+  const FwdParams& p = bp.fwd;
+  if (sm < 80) { *why = "needs sm80+ (mma.sync m16n8k16)"; return false; }
+  if (p.dtype != ScalarKind::kFloat16 && p.dtype != ScalarKind::kBFloat16) {
+    *why = "is 16-bit only (float32 keeps the dense path)";
+    return false;
+  }
+  if ((p.E > p.Ev ? p.E : p.Ev) > bwd::kMaxHeadDim) {
+    *why = "keeps dK and dV rows in registers: max(E, Ev) must be <= 128";
+    return false;
+  }
+  using T = bwd::TileSizes<32>;
+  using TQ = bwd::DqTileSizes<32>;
+  const int64_t kv_blocks = (p.S + T::kBlockN - 1) / T::kBlockN * p.B * p.Hkv;
+  const int64_t q_blocks = (p.L + TQ::kBlockM - 1) / TQ::kBlockM * p.B * p.H;
+  if (kv_blocks > INT32_MAX || q_blocks > INT32_MAX) { *why = "needs fewer than 2^31 CTAs"; return false; }
+  return true;
+}
+
+// q (B, H, L, E), k/v (B, Hkv, S, E/Ev), dout (B, H, L, Ev) -> dk, dv, and dq_accum (float32
+// (B, H, L, E), zeroed by the caller; nullptr: deterministic, dq written directly).
+void launch_bwd_mma(const BwdParams& bp, float* dq_accum, cudaStream_t stream) {
+  const FwdParams& p = bp.fwd;
+  using T = bwd::TileSizes<32>;  // block sizes are the same for every bucket
+  using TQ = bwd::DqTileSizes<32>;
+  bwd::BwdArgs a;
+  a.p = bp;
+  a.dq_accum = dq_accum;
+  a.n_kblocks = (p.S + T::kBlockN - 1) / T::kBlockN;
+  a.n_qblocks = (p.L + TQ::kBlockM - 1) / TQ::kBlockM;
+  a.q_vec = bwd::vec_ok(p.q, p.E, p.q_sb, p.q_sh, p.q_sl);
+  a.k_vec = bwd::vec_ok(p.k, p.E, p.k_sb, p.k_sh, p.k_sl);
+  a.v_vec = bwd::vec_ok(p.v, p.Ev, p.v_sb, p.v_sh, p.v_sl);
+  a.do_vec = bwd::vec_ok(bp.dout, p.Ev, bp.do_sb, bp.do_sh, bp.do_sl);
+  a.dq_vec4 = p.E % 4 == 0;
+  const int hd = bwd::bucket(p.E > p.Ev ? p.E : p.Ev);
+  if (p.dtype == ScalarKind::kBFloat16) bwd::run_dtype<true>(a, hd, stream);
+  else bwd::run_dtype<false>(a, hd, stream);
+}
+
+}  // namespace flash_attn_ext::cuda
