@@ -105,13 +105,16 @@ verdicts=""
 for tool in ${GPU_CHECK_SANITIZERS:-memcheck racecheck initcheck synccheck}; do
   # Every kernel is instrumented, torch's too: initcheck only knows memory as written when
   # the kernel that wrote it was instrumented, so a kernel-name filter gives false reports.
-  step sanitizer 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" \
-    --print-limit 10 $PY scripts/cuda_rungs_check.py --quick
-  rc=$?
-  ((rc == 125)) && break
-  { echo "----- $tool rc=$rc"; cat "$STEP"; } >>"$OUTDIR/sanitizer.log"
-  verdict=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$STEP" | tail -1 | sed 's/^=* *//')
-  verdicts+="$tool rc=$rc: ${verdict:-no summary line} ($(checks)) | "
+  # The ladder's quick sweep, then v4's wide and narrow tiles, then the backward kernels.
+  for script in "scripts/cuda_rungs_check.py --quick" scripts/v4_sanitize.py scripts/bwd_sanitize.py; do
+    step sanitizer 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" \
+      --print-limit 10 $PY $script
+    rc=$?
+    ((rc == 125)) && break 2
+    { echo "----- $tool $script rc=$rc"; cat "$STEP"; } >>"$OUTDIR/sanitizer.log"
+    verdict=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$STEP" | tail -1 | sed 's/^=* *//')
+    verdicts+="$tool ${script%% *} rc=$rc: ${verdict:-no summary line} $(checks) | "
+  done
 done
 [[ -n "$verdicts" ]] && note "sanitizer: $verdicts"
 
@@ -122,7 +125,7 @@ rc=$?
 BENCH_TABLE=""
 if [[ -f benchmarks/bench.py && "${GPU_CHECK_BENCH:-}" != builtin ]]; then
   step bench 240 $PY benchmarks/bench.py --grid --dtype bfloat16 --head-dims 64 128 --seqlens 1024 4096 \
-    --providers v0 v1 v2 v3 sdpa_flash sdpa_cudnn sdpa_efficient \
+    --providers v0 v1 v2 v3 v4 sdpa_flash sdpa_cudnn sdpa_efficient \
     --out "$OUTDIR/bench" --no-plots
   rc=$?
   ((rc != 125)) && note "bench (benchmarks/bench.py): rc=$rc" && BENCH_TABLE=$(tail -30 "$STEP")

@@ -121,8 +121,8 @@ void naive_cuda(const ForwardCall& c) {
   // Keys no query sees are zeroed so NaN/Inf there cannot reach the output through 0 * NaN.
   at::Tensor seen = keep.any(2).unsqueeze(-1);
   v = at::where(seen, v, at::zeros({}, v.options()));
-  const at::Tensor bad = at::isfinite(v).logical_not();
-  at::Tensor out = bad.any().item<bool>() ? weighted_values_ieee(probs, v, bad) : at::matmul(probs, v);
+  // Always the IEEE-exact product: asking whether V holds a NaN first would sync the stream (no graph capture).
+  at::Tensor out = weighted_values_ieee(probs, v, at::isfinite(v).logical_not());
   out.masked_fill_(finite.logical_not().unsqueeze(-1), 0.0);
   c.out.copy_(out);
   c.lse.copy_(lse.masked_fill(finite.logical_not(), -std::numeric_limits<float>::infinity()));
