@@ -68,6 +68,35 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// O += P V over the tile's first tile_keys keys; the lane owns columns lane, lane + 32, ...
+// kSkipZeros: a key given zero weight (hidden from the row, or underflowed) leaves its V row out,
+// since 0 * NaN is NaN. Only tiles where some row of the warp has such a key pay for the test.
+template <bool kSkipZeros, int kCols>
+__device__ __forceinline__ void accumulate_pv(float (&o)[kRowsPerWarp][kCols], const float* Pw, const float* Vs,
+                                              int v_stride, int tile_keys, int Ev, int lane) {
+  for (int c0 = 0; c0 < tile_keys; c0 += 4) {
+    // Four V rows, this lane's columns, reused by all 8 rows; P comes back one row at a time.
+    float vv[4][kCols];
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) vv[u][c] = 32 * c < Ev ? Vs[(c0 + u) * v_stride + 32 * c + lane] : 0.f;
+    }
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const float4 pp = *reinterpret_cast<const float4*>(Pw + r * kKeys + c0);
+      const float pu[4] = {pp.x, pp.y, pp.z, pp.w};
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        if (32 * c >= Ev) continue;
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+          if (!kSkipZeros || pu[u] != 0.f) o[r][c] = fmaf(pu[u], vv[u][c], o[r][c]);  // pu: same in every lane
+      }
+    }
+  }
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
   constexpr int kCols = D / 32;  // output columns per lane
@@ -147,6 +176,7 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
     }
 
     // Online softmax, one row at a time; m, alpha and the branch are warp-uniform.
+    bool zero_weight = false;  // a real row gives one of the tile's real keys zero weight
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
       const float bias = has_mask ? Ms[(row0 + r) * kMaskStride + lane] : 0.f;
@@ -166,6 +196,7 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
         m[r] = m_new;
       }
       Pw[r * kKeys + lane] = pr;
+      zero_weight |= pr == 0.f && i < p.L && j0 + lane < block_key_end;
     }
     if (has_mask) {
       __syncthreads();  // V rows zeroed by other warps
@@ -173,38 +204,11 @@ __global__ void __launch_bounds__(kThreads) v2_kernel(const FwdParams p) {
       __syncwarp();
     }
 
-    // O += P V: lane owns columns lane, lane + 32, ...
     const int tile_keys = block_key_end - j0 < kKeys ? static_cast<int>(block_key_end - j0) : kKeys;
-    for (int c0 = 0; c0 < tile_keys; c0 += 4) {
-      // Four V rows, this lane's columns, reused by all 8 rows; P comes back one row at a time.
-      float vv[4][kCols];
-#pragma unroll
-      for (int c = 0; c < kCols; ++c) {
-#pragma unroll
-        for (int u = 0; u < 4; ++u) vv[u][c] = 32 * c < Ev ? Vs[(c0 + u) * lay.v_stride + 32 * c + lane] : 0.f;
-      }
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        const float4 pp = *reinterpret_cast<const float4*>(Pw + r * kKeys + c0);
-        // A zero probability (hidden key or underflow) must not multiply its V row: 0 * NaN is NaN.
-        // pp is the same in every lane, so the branch never diverges.
-        const bool all_seen = pp.x != 0.f && pp.y != 0.f && pp.z != 0.f && pp.w != 0.f;
-#pragma unroll
-        for (int c = 0; c < kCols; ++c) {
-          if (32 * c >= Ev) continue;
-          if (all_seen) {
-            o[r][c] = fmaf(pp.x, vv[0][c], o[r][c]);
-            o[r][c] = fmaf(pp.y, vv[1][c], o[r][c]);
-            o[r][c] = fmaf(pp.z, vv[2][c], o[r][c]);
-            o[r][c] = fmaf(pp.w, vv[3][c], o[r][c]);
-          } else {
-            if (pp.x != 0.f) o[r][c] = fmaf(pp.x, vv[0][c], o[r][c]);
-            if (pp.y != 0.f) o[r][c] = fmaf(pp.y, vv[1][c], o[r][c]);
-            if (pp.z != 0.f) o[r][c] = fmaf(pp.z, vv[2][c], o[r][c]);
-            if (pp.w != 0.f) o[r][c] = fmaf(pp.w, vv[3][c], o[r][c]);
-          }
-        }
-      }
+    if (__any_sync(0xffffffffu, zero_weight)) {
+      accumulate_pv<true>(o, Pw, Vs, lay.v_stride, tile_keys, Ev, lane);
+    } else {
+      accumulate_pv<false>(o, Pw, Vs, lay.v_stride, tile_keys, Ev, lane);
     }
   }
 
