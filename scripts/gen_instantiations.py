@@ -29,27 +29,26 @@ template void run_bwd<{bf16}, {hd}, {causal}>(const BwdArgs&, cudaStream_t);
 """
 
 
+def write_family(prefix, template, axes):
+    """One file per (axis value..., causal): prefix_<key>_hd<HD>_<causal>.cu from template."""
+    for key, hd, fields in axes:
+        for causal in (False, True):
+            name = f"{prefix}_{key}_hd{hd}_{'causal' if causal else 'full'}.cu"
+            text = template.format(hd=hd, causal=str(causal).lower(),
+                                   causal_word="causal" if causal else "not causal", **fields)
+            with open(os.path.join(OUT, name), "w") as f:
+                f.write(text)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for old in os.listdir(OUT):
         if (old.startswith("v3_") or old.startswith("bwd_")) and old.endswith(".cu"):
             os.remove(os.path.join(OUT, old))
-    for mode, enum in MODES.items():
-        for hd in BUCKETS:
-            for causal in (False, True):
-                name = f"v3_{mode}_hd{hd}_{'causal' if causal else 'full'}.cu"
-                text = TEMPLATE.format(mode=mode, hd=hd, enum=enum, causal=str(causal).lower(),
-                                       causal_word="causal" if causal else "not causal")
-                with open(os.path.join(OUT, name), "w") as f:
-                    f.write(text)
-    for dtype, bf16 in BWD_DTYPES.items():
-        for hd in BWD_BUCKETS:
-            for causal in (False, True):
-                name = f"bwd_{dtype}_hd{hd}_{'causal' if causal else 'full'}.cu"
-                text = BWD_TEMPLATE.format(dtype=dtype, hd=hd, bf16=bf16, causal=str(causal).lower(),
-                                           causal_word="causal" if causal else "not causal")
-                with open(os.path.join(OUT, name), "w") as f:
-                    f.write(text)
+    write_family("v3", TEMPLATE, [(mode, hd, {"mode": mode, "enum": enum})
+                                  for mode, enum in MODES.items() for hd in BUCKETS])
+    write_family("bwd", BWD_TEMPLATE, [(dtype, hd, {"dtype": dtype, "bf16": bf16})
+                                       for dtype, bf16 in BWD_DTYPES.items() for hd in BWD_BUCKETS])
 
 
 if __name__ == "__main__":
