@@ -76,6 +76,13 @@ def _grid_of(n: int):
     return fig, list(axes.flat[:n])
 
 
+def _finish(fig, path: str, title: str) -> None:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def time_plot(rows: List[dict], path: str, meta: dict) -> bool:
     timed = [r for r in rows if r["measure"] == "time" and r["status"] == "ok"]
     groups, colours = _groups(timed), _colours(timed)
@@ -88,11 +95,7 @@ def time_plot(rows: List[dict], path: str, meta: dict) -> bool:
         ax.set_xlabel("KV cache length S" if key[1] == "decode" else "sequence length N = L = S")
         ax.set_ylabel("median forward time, ms")
         ax.legend(fontsize=8)
-    fig.suptitle(f"Forward time, {meta['device_name']} (torch {meta['torch']}, commit {meta['git_commit'][:8]})",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, path, f"Forward time, {meta['device_name']} (torch {meta['torch']}, commit {meta['git_commit'][:8]})")
     return True
 
 
@@ -117,9 +120,5 @@ def memory_plot(rows: List[dict], path: str, meta: dict) -> bool:
         ax.set_xlabel("sequence length N = L = S")
         ax.set_ylabel("peak extra memory, MiB (output included)")
         ax.legend(fontsize=8)
-    fig.suptitle(f"Peak extra memory of one forward, {meta['device_name']} (commit {meta['git_commit'][:8]})",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, path, f"Peak extra memory of one forward, {meta['device_name']} (commit {meta['git_commit'][:8]})")
     return True
