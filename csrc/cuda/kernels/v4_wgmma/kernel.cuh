@@ -500,8 +500,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     ptx::setmaxnreg_inc<C::kConsumerRegs>();
     const int cw = wg - 1;
     float o[C::E / 2], m[2], l[2];
-    attend<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, cw, n_tiles, Ring{0, ptx::smem_addr(s.q), ptx::smem_addr(&s.q_full), 0, 0},
-                                            o, m, l);
+    const Ring r{0, ptx::smem_addr(s.q), ptx::smem_addr(&s.q_full), 0, 0};
+    attend<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, cw, n_tiles, r, o, m, l);
     store_o_regs<T, C>(a, o, m, l, row0, cw, h, b);
   }
 #else
