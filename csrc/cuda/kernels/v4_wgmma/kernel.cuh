@@ -407,6 +407,8 @@ __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::
   }
 }
 
+// A 4-byte store by 32-bit shared address, the form the O tile's swizzled offsets and the TMA
+// store use (no generic pointer kept live across the persistent loop).
 __device__ __forceinline__ void st_shared(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
