@@ -2,8 +2,8 @@
 GQA, strided views, hidden NaN keys, large logits, negative scale), a repeat-run race check,
 then forward timings beside SDPA's flash and cuDNN backends. Short table last.
 
-Each variant named in V4_VARIANTS (comma-separated: v4 = the default, v4_simple =
-FLASH_ATTN_EXT_V4_SIMPLE=1) gets the whole sweep and is timed side by side with the others.
+Each variant named in V4_VARIANTS (comma-separated, see VARIANTS below) gets the whole sweep;
+those in V4_BENCH are timed side by side.
 
     python scripts/check_v4.py [--no-bench] [--no-check] [--json OUT.json] [--ns 1024,4096] [--dtypes bfloat16]
 """
@@ -52,18 +52,29 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
 
 
-# "v4": the default choice of loop and tile; "v4_simple": FLASH_ATTN_EXT_V4_SIMPLE=1, the
-# unpipelined loop on the 128 x 128 tile.
-LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_simple").split(",")
+# The environment of each variant: "v4" is the default choice of loop and tile; "v4_simple"
+# the unpipelined loop on the 128 x 128 tile; "v4_persist" the persistent kernel (one CTA per
+# SM); "v4_persist7" the same on 7 CTAs, so that even the small shapes of the sweep put many
+# work items (and items with no visible key) through each CTA's barrier rings.
+VARIANTS = {
+    "v4": {},
+    "v4_simple": {"FLASH_ATTN_EXT_V4_SIMPLE": "1"},
+    "v4_persist": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1"},
+    "v4_persist7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
+}
+LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_persist,v4_persist7").split(",")
+BENCH = os.environ.get("V4_BENCH", "v4,v4_persist").split(",")
 
 
 def set_variant(variant):
-    if variant == "v4_simple":
-        os.environ["FLASH_ATTN_EXT_V4_SIMPLE"] = "1"
+    clear_variant()
+    os.environ.update(VARIANTS[variant])
 
 
 def clear_variant():
-    os.environ.pop("FLASH_ATTN_EXT_V4_SIMPLE", None)
+    for env in VARIANTS.values():
+        for name in env:
+            os.environ.pop(name, None)
 
 
 def correctness(loop):
@@ -92,6 +103,16 @@ def correctness(loop):
         check(f"{loop} causal br L>S E{E}", rand(1, 2, 300, E, dtype=dt), rand(1, 2, 100, E, dtype=dt),
               rand(1, 2, 100, E, dtype=dt), causal="bottom_right")
         check(f"{loop} logits ~1e4 E{E}", q * 30, k * 30, v)
+        # More work items than SMs (each CTA of the persistent kernel runs several), rows that
+        # see no key at all in whole query blocks, and a long key range.
+        q, k, v = (rand(2, 16, 1500, E, dtype=dt) for _ in range(3))
+        for causal in (False, "top_left", "bottom_right"):
+            check(f"{loop} many items L1500 E{E} causal={causal}", q, k, v, causal=causal)
+        check(f"{loop} empty blocks br L1000 S300 E{E}", rand(1, 40, 1000, E, dtype=dt),
+              rand(1, 40, 300, E, dtype=dt), rand(1, 40, 300, E, dtype=dt), causal="bottom_right")
+        q, k, v = rand(1, 8, 256, E, dtype=dt), rand(1, 2, 16000, E, dtype=dt), rand(1, 2, 16000, E, dtype=dt)
+        for causal in (False, "bottom_right"):
+            check(f"{loop} long S16000 gqa E{E} causal={causal}", q, k, v, causal=causal)
         # A moving error is a race: the same inputs twice must give the same bits.
         q, k, v = (rand(4, 16, 2048, E, dtype=dt) for _ in range(3))
         for causal in (False, True):
@@ -124,7 +145,7 @@ def bench(Ns, dtypes):
         q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
         flops = 4 * B * H * N * N * E / (2 if causal else 1)
         r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
-        for loop in LOOPS:
+        for loop in BENCH:
             set_variant(loop)
             r[loop] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")) / 1e9
             clear_variant()
@@ -147,7 +168,7 @@ def main():
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--no-check", action="store_true")
     ap.add_argument("--json")
-    ap.add_argument("--ns", default="1024,4096,16384")
+    ap.add_argument("--ns", default="512,1024,4096,16384")
     ap.add_argument("--dtypes", default="bfloat16,float16")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -165,12 +186,14 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
     if rows:
-        head = "".join(f" {loop:>10}" for loop in LOOPS)
-        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3}{head} {'flash':>6} {'cudnn':>6} {'/cud':>5}")
+        head = "".join(f" {loop:>10}" for loop in BENCH)
+        ratios = "".join(f" {loop[:9] + '/cud':>13}" for loop in BENCH)
+        print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3}{head} {'flash':>6} {'cudnn':>6}{ratios}")
         for r in rows:
-            vals = "".join(f" {r[loop]:10.1f}" for loop in LOOPS)
-            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3}{vals} {r['flash']:6.1f} {r['cudnn']:6.1f} "
-                  f"{r[LOOPS[0]] / r['cudnn']:5.2f}")
+            vals = "".join(f" {r[loop]:10.1f}" for loop in BENCH)
+            rel = "".join(f" {r[loop] / r['cudnn']:13.2f}" for loop in BENCH)
+            print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3}{vals} {r['flash']:6.1f} {r['cudnn']:6.1f}"
+                  f"{rel}")
     print(f"{len(failures)} failures")
     return 1 if failures else 0
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # On the H200: (1) build the extension (TORCH_CUDA_ARCH_LIST=9.0), (2) scripts/check_v4.py
-# (correctness, then timings of every variant in V4_VARIANTS beside SDPA flash and cuDNN), (3)
-# compute-sanitizer memcheck and synccheck on scripts/v4_sanitize.py (the V4_SAN list). Logs in
-# $OUT; the check's table is printed last.
+# (correctness of every variant in V4_VARIANTS, then timings of those in V4_BENCH beside SDPA
+# flash and cuDNN), (3) compute-sanitizer on scripts/v4_sanitize.py (the V4_SAN list). Logs in
+# $OUT; the check's table is printed last. Defaults: the default v4 against the persistent
+# kernel (FLASH_ATTN_EXT_V4_PERSISTENT=1, NOTES_v4.md step 4), N = 512 .. 16384, bf16 and fp16,
+# sanitizers on the persistent kernel capped to 7 CTAs (many items per CTA); about 8 minutes.
 # Usage: bash scripts/v4_device_run.sh [OUT_DIR] [check_v4.py args...]
 #   V4_UNIT=1 also builds and runs the standalone TMA + wgmma GEMM test first.
 set -o pipefail
@@ -19,20 +21,30 @@ if [ "${V4_UNIT:-0}" = 1 ]; then
 fi
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build done at $(( $(date +%s) - start )) s"
-left=$(( ${V4_BUDGET_S:-330} - ($(date +%s) - start) - ${V4_SAN_S:-70} ))
+# V4_SAN: space-separated TOOL:VARIANT runs of compute-sanitizer, V4_SAN_S seconds in all.
+san=(${V4_SAN:-memcheck:v4_persist7 synccheck:v4_persist7 racecheck:v4_persist7 memcheck:v4})
+san_s=${V4_SAN_S:-160}
+left=$(( ${V4_BUDGET_S:-520} - ($(date +%s) - start) - san_s ))
 PYTHONPATH=$PWD timeout $(( left > 30 ? left : 30 )) python3 scripts/check_v4.py --json "$OUT/check.json" "$@" \
   >"$OUT/check.log" 2>&1
-echo "check rc=$? at $(( $(date +%s) - start )) s"
-# V4_SAN: space-separated TOOL:VARIANT runs of compute-sanitizer (VARIANT v4 or v4_simple),
-# V4_SAN_S seconds in all.
-san=(${V4_SAN:-memcheck:v4 synccheck:v4})
+check_rc=$?
+echo "check rc=$check_rc at $(( $(date +%s) - start )) s"
+variant_env() {  # the environment check_v4.py's VARIANTS gives each name
+  case $1 in
+    v4_simple) echo FLASH_ATTN_EXT_V4_SIMPLE=1 ;;
+    v4_persist) echo FLASH_ATTN_EXT_V4_PERSISTENT=1 ;;
+    v4_persist7) echo FLASH_ATTN_EXT_V4_PERSISTENT=1 FLASH_ATTN_EXT_V4_CTAS=7 ;;
+    *) ;;
+  esac
+}
 for job in "${san[@]}"; do
   tool=${job%%:*} var=${job#*:}
-  simple=0; [ "$var" = v4_simple ] && simple=1
-  FLASH_ATTN_EXT_V4_SIMPLE=$simple PYTHONPATH=$PWD \
-    timeout $(( ${V4_SAN_S:-70} / ${#san[@]} )) compute-sanitizer --tool $tool python3 scripts/v4_sanitize.py \
+  env $(variant_env "$var") PYTHONPATH=$PWD \
+    timeout $(( san_s / ${#san[@]} )) compute-sanitizer --tool $tool python3 scripts/v4_sanitize.py \
     >"$OUT/sanitizer_${tool}_${var}.log" 2>&1
   echo "sanitizer $tool $var rc=$?: $(tail -2 "$OUT/sanitizer_${tool}_${var}.log" | tr '\n' ' ')"
 done
-grep -v '^{' "$OUT/check.log" | tail -60
+# A check cut off by its timeout never prints the table: show the rows it had timed instead.
+[ $check_rc = 124 ] && grep '^{' "$OUT/check.log"
+grep -v '^{' "$OUT/check.log" | tail -70
 echo "total $(( $(date +%s) - start )) s"

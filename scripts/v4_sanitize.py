@@ -1,5 +1,6 @@
 """A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64 and 128; S >= 2048 reaches
-the wide tiles) for compute-sanitizer:
+the wide tiles; the last shapes give the persistent kernel several work items per CTA when
+FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with no visible key) for compute-sanitizer:
 
     compute-sanitizer --tool synccheck python scripts/v4_sanitize.py
 """
@@ -9,10 +10,11 @@ import flash_attn_ext as fa
 
 torch.manual_seed(0)
 for E in (64, 128):
-    for L, S, causal in ((300, 257, False), (300, 257, "top_left"), (257, 300, "bottom_right"), (128, 512, True),
-                         (300, 2100, False), (300, 2100, "bottom_right")):
-        q = torch.randn(1, 2, L, E, device="cuda", dtype=torch.bfloat16)
-        k, v = (torch.randn(1, 1, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for H, L, S, causal in ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),
+                            (2, 128, 512, True), (2, 300, 2100, False), (2, 300, 2100, "bottom_right"),
+                            (8, 640, 640, False), (8, 640, 640, True), (4, 1000, 300, "bottom_right")):
+        q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
+        k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
 torch.cuda.synchronize()
 print("v4_sanitize: done")

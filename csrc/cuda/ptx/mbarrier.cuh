@@ -30,16 +30,18 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
 
 // mbarrier.arrive (release semantics at CTA scope): this thread's earlier shared-memory
 // reads and writes happen before whoever observes the phase completion.
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+__device__ __forceinline__ void mbar_arrive(uint32_t bar_addr) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar_addr) : "memory");
 }
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) { mbar_arrive(smem_addr(bar)); }
 
 // Spins on mbarrier.try_wait.parity until the phase with parity `parity` has completed
 // (acquire semantics). try_wait blocks in hardware for a while before returning false, so
 // the loop is not a hot spin. A fresh barrier is in phase 0: waiting for parity 1 returns
 // at once, waiting for parity 0 blocks until the first phase completes.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  const uint32_t addr = smem_addr(bar);
+// The overloads taking a 32-bit shared address let a caller keep barrier addresses in one
+// register each instead of a 64-bit generic pointer.
+__device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
   uint32_t done = 0;
   do {
     asm volatile(
@@ -51,5 +53,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
         : "memory");
   } while (!done);
 }
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) { mbar_wait(smem_addr(bar), parity); }
 
 }  // namespace flash_attn_ext::cuda::ptx

@@ -13,6 +13,7 @@ namespace flash_attn_ext::cuda::v4 {
 
 constexpr int kChunk = 64;  // values per 128-byte swizzled row
 constexpr int kStages = 2;
+constexpr int kQStages = 2;  // Q buffers of the persistent kernel
 
 // One tile shape: BM query rows per CTA (BM / 64 consumer warpgroups), BN keys per K/V tile.
 template <int E_, int BM, int BN>
@@ -44,6 +45,25 @@ struct Cfg {
   // Dynamic shared memory to request: the struct plus slack to align its start to 1024.
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "v4: shared memory");
+
+  // The persistent kernel's layout: two Q buffers, so the next work item's Q lands while the
+  // current one still reads its own, and an O staging tile for the TMA store, so the store
+  // leaves registers at once and overlaps the next item. It does not fit beside 176-key tiles
+  // (E = 128: 2 * 32 + 4 * 44 + 32 = 272 KB), so only shapes with kPersistentFits take it.
+  struct alignas(1024) PSmem {
+    alignas(1024) uint16_t q[kQStages][BM * E];
+    alignas(1024) uint16_t k[kStages][BN * E];
+    alignas(1024) uint16_t v[kStages][BN * E];
+    alignas(1024) uint16_t o[BM * E];
+    alignas(8) uint64_t q_full[kQStages];
+    alignas(8) uint64_t q_empty[kQStages];
+    alignas(8) uint64_t k_full[kStages];
+    alignas(8) uint64_t v_full[kStages];
+    alignas(8) uint64_t k_empty[kStages];
+    alignas(8) uint64_t v_empty[kStages];
+  };
+  static constexpr int kPSmemBytes = static_cast<int>(sizeof(PSmem)) + 1024;
+  static constexpr bool kPersistentFits = kPSmemBytes <= 227 * 1024;
 };
 
 // What the kernel needs besides the three tensor maps.
@@ -54,6 +74,7 @@ struct Args {
   int L, S;       // S here is the last key any query can see (causal), so TMA zero-fills beyond
   int H, group;   // query heads, query heads per kv head
   int num_m;      // ceil(L / kBlockM)
+  int num_items;  // num_m * B * H: the persistent kernel's work items
   int causal_offset;
   float scale_log2;
 };

@@ -27,6 +27,11 @@
 //   cost 1-10%.
 // - wider tiles (Cfg): 128 x 176 for E = 128, 590 (0.96x cuDNN; causal 562, 1.00x);
 //   192 x 128 with three consumer warpgroups for E = 64, 464 (1.02x cuDNN; causal 419).
+// - (not yet run on a GPU) v4_fwd_persistent_kernel, behind FLASH_ATTN_EXT_V4_PERSISTENT=1:
+//   one CTA per SM looping over work items, two Q buffers, O staged in shared memory and
+//   written by a TMA store; aimed at short sequences, where each CTA of the one-item grid
+//   sees ~8 key tiles and its first loads and last stores are exposed (0.70-0.80x cuDNN at
+//   N = 1024). NOTES_v4.md, step 4.
 #pragma once
 
 #include <cuda.h>
@@ -76,37 +81,54 @@ __device__ __forceinline__ int key_tiles(const Args& a, int row0) {
   return end <= 0 ? 0 : (end + C::kBlockN - 1) / C::kBlockN;
 }
 
+// Q of one CTA's kBlockM rows into the buffer at dst, completing `bar`.
 template <class C>
-__device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
-                                        typename C::Smem& s, int row0, int h, int hk, int b, int n_tiles) {
-  constexpr int E = C::E, kBlockM = C::kBlockM, kBlockN = C::kBlockN;
-  ptx::tma_prefetch_desc(tq);
-  ptx::tma_prefetch_desc(tk);
-  ptx::tma_prefetch_desc(tv);
-  ptx::mbar_arrive_expect_tx(&s.q_full, kBlockM * E * 2);
+__device__ __forceinline__ void load_q(const CUtensorMap* tq, uint32_t dst, uint64_t* bar, int row0, int h, int b) {
+  constexpr int E = C::E, kBlockM = C::kBlockM;
+  ptx::mbar_arrive_expect_tx(bar, kBlockM * E * 2);
 #pragma unroll
   for (int c = 0; c < E / kChunk; ++c)
-    ptx::tma_load_4d(ptx::smem_addr(s.q) + c * kBlockM * 128, tq, ptx::smem_addr(&s.q_full), c * kChunk, row0, h, b);
+    ptx::tma_load_4d(dst + c * kBlockM * 128, tq, ptx::smem_addr(bar), c * kChunk, row0, h, b);
+}
+
+// K and V tiles 0 .. n_tiles - 1 of one (b, kv head) through the ring. g0 counts the tiles
+// this CTA has already sent through the ring (always 0 for the one-item kernel): stage and
+// phase follow g0 + j, so the persistent kernel's barriers keep flipping across work items.
+template <class C, class S>
+__device__ __forceinline__ void produce_kv(const CUtensorMap* tk, const CUtensorMap* tv, S& s, int hk, int b,
+                                           int n_tiles, uint32_t g0) {
+  constexpr int E = C::E, kBlockN = C::kBlockN;
   for (int j = 0; j < n_tiles; ++j) {
-    const int st = j % kStages;
+    const uint32_t g = g0 + j;
+    const int st = g % kStages;
     // Reuse a stage only after every consumer warp released its previous tile. K and V are
     // released separately: K as soon as S = QK^T is done, which in the overlapped loop is a
     // whole step before PV frees V (with one release per stage, K_{j+1} was requested only
     // when PV_{j-1} ended and the next step waited for it with nothing in between).
-    const uint32_t prev = ((j / kStages) - 1) & 1;
-    if (j >= kStages) ptx::mbar_wait(&s.k_empty[st], prev);
+    const uint32_t prev = ((g / kStages) - 1) & 1;
+    if (g >= kStages) ptx::mbar_wait(&s.k_empty[st], prev);
     ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 2);
 #pragma unroll
     for (int c = 0; c < E / kChunk; ++c)
       ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunk,
                        j * kBlockN, hk, b);
-    if (j >= kStages) ptx::mbar_wait(&s.v_empty[st], prev);
+    if (g >= kStages) ptx::mbar_wait(&s.v_empty[st], prev);
     ptx::mbar_arrive_expect_tx(&s.v_full[st], kBlockN * E * 2);
 #pragma unroll
     for (int c = 0; c < E / kChunk; ++c)
       ptx::tma_load_4d(ptx::smem_addr(s.v[st]) + c * kBlockN * 128, tv, ptx::smem_addr(&s.v_full[st]), c * kChunk,
                        j * kBlockN, hk, b);
   }
+}
+
+template <class C>
+__device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
+                                        typename C::Smem& s, int row0, int h, int hk, int b, int n_tiles) {
+  ptx::tma_prefetch_desc(tq);
+  ptx::tma_prefetch_desc(tk);
+  ptx::tma_prefetch_desc(tv);
+  load_q<C>(tq, ptx::smem_addr(s.q), &s.q_full, row0, h, b);
+  produce_kv<C>(tk, tv, s, hk, b, n_tiles, 0);
 }
 
 // S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
@@ -208,7 +230,28 @@ struct Turns {
   }
 };
 
-// One consumer warpgroup: 64 query rows starting at row0 + 64 * cw.
+// A copy of x that ptxas cannot see through, so what is computed from it stays where it is used.
+__device__ __forceinline__ uint32_t opaque(uint32_t x) {
+  asm volatile("mov.b32 %0, %0;\n" : "+r"(x));
+  return x;
+}
+
+// Where one work item sits in the CTA's rings: the K/V ring has already carried g0 tiles
+// (stage and phase of tile j follow g0 + j), Q is in the buffer at q_smem whose q_full phase
+// to wait for is q_parity. q_empty (persistent kernel only, else 0) is where each consumer
+// warp says it has finished reading that Q buffer (no barrier sits at shared address 0: the
+// buffers come first). Barriers go by 32-bit shared address: one register each across the
+// persistent loop instead of a 64-bit generic pointer.
+struct Ring {
+  uint32_t g0;
+  uint32_t q_smem;
+  uint32_t q_full;
+  uint32_t q_parity;
+  uint32_t q_empty;
+};
+
+// One consumer warpgroup's attention over one work item: 64 query rows starting at
+// row0 + 64 * cw; leaves the unnormalised O, the row max m and this thread's partial sums l.
 // OVERLAP = false: per tile, S = QK^T, wait, softmax, O += PV, wait (each unit idles while
 // the other works, except across the two consumer warpgroups).
 // OVERLAP = true (FlashAttention-3's intra-warpgroup pipelining): S for tile j + 1 is issued
@@ -216,85 +259,95 @@ struct Turns {
 // Inside that window the softmax has no branch (mask or not is chosen per step, around the
 // whole batch: plain tiles first, masked ones (key tail, diagonal) after), and end_block()
 // keeps ptxas from hoisting wgmma.wait_group 0 above it.
-template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-__device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int row0, int cw, int h, int b,
-                                        int n_tiles) {
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG, class S>
+__device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, int n_tiles, const Ring& r,
+                                       float (&o)[C::E / 2], float (&m)[2], float (&l)[2]) {
   constexpr int E = C::E, kBlockN = C::kBlockN;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int row_g = row0 + cw * 64 + warp * 16 + g;  // this thread's rows: row_g and row_g + 8
   const int first_row = row0 + cw * 64;
   const Turns<PINGPONG, C::kConsumerWarpgroups> turns{cw};
 
-  float o[E / 2];
 #pragma unroll
   for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, alpha[2];
+  m[0] = m[1] = -INFINITY;
+  l[0] = l[1] = 0.f;
+  float alpha[2];
   float sc[kBlockN / 2];
   uint32_t p[kBlockN / 16][4];
 
   turns.open_first(n_tiles);
-  if (n_tiles > 0) ptx::mbar_wait(&s.q_full, 0);
-  const uint32_t q_base = ptx::smem_addr(s.q) + cw * 64 * 128;
-  auto k_base = [&](int j) { return ptx::smem_addr(s.k[j % kStages]); };
-  auto v_base = [&](int j) { return ptx::smem_addr(s.v[j % kStages]); };
-  auto phase = [](int j) { return static_cast<uint32_t>((j / kStages) & 1); };
+  if (n_tiles > 0) ptx::mbar_wait(r.q_full, r.q_parity);
+  // In the persistent kernel Q's address is a run-time value per item, and ptxas hoisted the
+  // E/16 Q descriptors (64-bit each) out of the tile loop: with 160 registers (three consumer
+  // warpgroups) that spilled them (44 bytes, reloaded every step) on 192 x 128 causal, and on
+  // 192 x 128 without causal it moved wait_group 0 above all 66 exp2s of a step (57 stay
+  // below it this way; SASS, nvcc 13.0). Rebuilding them per step from an opaque copy costs a
+  // few integer ops.
+  constexpr bool kPersistent = std::is_same<S, typename C::PSmem>::value;
+  const uint32_t q_item = r.q_smem + cw * 64 * 128;
+  auto q_base = [&] { return kPersistent ? opaque(q_item) : q_item; };
+  auto stage = [&](int j) { return static_cast<int>((r.g0 + j) % kStages); };
+  auto k_base = [&](int j) { return ptx::smem_addr(s.k[stage(j)]); };
+  auto v_base = [&](int j) { return ptx::smem_addr(s.v[stage(j)]); };
+  auto phase = [&](int j) { return ((r.g0 + j) / kStages) & 1; };
 
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_tiles; ++j) {
-      ptx::mbar_wait(&s.k_full[j % kStages], phase(j));
+      ptx::mbar_wait(&s.k_full[stage(j)], phase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_qk<T, C>(sc, q_base, k_base(j));
+      issue_qk<T, C>(sc, q_base(), k_base(j));
       turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
-      if (lane == 0) ptx::mbar_arrive(&s.k_empty[j % kStages]);
+      if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
       softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
       rescale<E>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
-      ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
       turns.wait();
       ptx::wgmma_fence();
       issue_pv<T, C>(o, p, v_base(j));
       turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
-      if (lane == 0) ptx::mbar_arrive(&s.v_empty[j % kStages]);
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
     }
   } else if (n_tiles > 0) {
     const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_tiles);
-    ptx::mbar_wait(&s.k_full[0], 0);
+    ptx::mbar_wait(&s.k_full[stage(0)], phase(0));
     turns.wait();
     ptx::wgmma_fence();
-    issue_qk<T, C>(sc, q_base, k_base(0));
+    issue_qk<T, C>(sc, q_base(), k_base(0));
     turns.pass(false);  // the last turn is always the final PV below
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
-    if (lane == 0) ptx::mbar_arrive(&s.k_empty[0]);
+    if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
     softmax_tile<C, CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
     pack_p<T, kBlockN>(sc, p);
 
     // Overlapped step j (0 <= j < n - 1): PV_j, and S_{j+1} with its softmax.
     auto step = [&](auto mask_tag, int j) {
       constexpr bool kMask = decltype(mask_tag)::value;
-      ptx::mbar_wait(&s.k_full[(j + 1) % kStages], phase(j + 1));
-      ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+      ptx::mbar_wait(&s.k_full[stage(j + 1)], phase(j + 1));
+      ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_qk<T, C>(sc, q_base, k_base(j + 1));
+      issue_qk<T, C>(sc, q_base(), k_base(j + 1));
       rescale<E>(o, alpha);
       ptx::wgmma_fence();
       issue_pv<T, C>(o, p, v_base(j));
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
-      if (lane == 0) ptx::mbar_arrive(&s.k_empty[(j + 1) % kStages]);
+      if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
       scale_and_mask<kBlockN, kMask, CAUSAL>(sc, a.scale_log2, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
       online_softmax<kBlockN>(sc, m, l, alpha);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
-      if (lane == 0) ptx::mbar_arrive(&s.v_empty[j % kStages]);
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
       pack_p<T, kBlockN>(sc, p);
     };
     for (int j = 0; j + 1 < n_tiles; ++j) {
@@ -304,7 +357,7 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
         step(std::true_type{}, j);
     }
     const int j = n_tiles - 1;  // the last tile only runs PV
-    ptx::mbar_wait(&s.v_full[j % kStages], phase(j));
+    ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
     turns.wait();
     rescale<E>(o, alpha);
     ptx::wgmma_fence();
@@ -312,17 +365,34 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
     turns.pass(true);
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);
-    if (lane == 0) ptx::mbar_arrive(&s.v_empty[j % kStages]);
+    if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
   }
+  // Every wgmma of this warp has retired, so its reads of the Q buffer are over: the producer
+  // may load the item after next into it. (Later than necessary by the last PV; with two Q
+  // buffers the producer needs it only a whole item later.)
+  if (r.q_empty != 0 && n_tiles > 0 && lane == 0) ptx::mbar_arrive(r.q_empty);
+}
 
-  // Finalise: full row sums, O / l, LSE = ln 2 * (m + log2 l); empty rows give 0 and -inf.
-  float inv[2], lse[2];
+// Full row sums, 1 / l and LSE = ln 2 * (m + log2 l); empty rows give 0 and -inf.
+__device__ __forceinline__ void finish_rows(const float (&m)[2], const float (&l)[2], float (&inv)[2],
+                                            float (&lse)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const float sum = quad_sum(l[r]);
     inv[r] = sum > 0.f ? 1.f / sum : 0.f;
     lse[r] = sum > 0.f ? (m[r] + __log2f(sum)) * 0.69314718055994531f : -INFINITY;
   }
+}
+
+// The one-item kernel's epilogue: 4-byte stores of O straight from the accumulators.
+template <typename T, class C>
+__device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::E / 2], const float (&m)[2],
+                                             const float (&l)[2], int row0, int cw, int h, int b) {
+  constexpr int E = C::E;
+  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int row_g = row0 + cw * 64 + warp * 16 + g;
+  float inv[2], lse[2];
+  finish_rows(m, l, inv, lse);
   T* out = static_cast<T*>(a.out) + b * a.o_sb + h * a.o_sh;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -334,6 +404,68 @@ __device__ __forceinline__ void consume(const Args& a, typename C::Smem& s, int 
       *reinterpret_cast<uint32_t*>(orow + 8 * jb + 2 * t) =
           pack2<T>(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]);
     if (a.lse != nullptr && t == 0) a.lse[(static_cast<int64_t>(b) * a.H + h) * a.L + row] = lse[r];
+  }
+}
+
+// A 4-byte store by 32-bit shared address, the form the O tile's swizzled offsets and the TMA
+// store use (no generic pointer kept live across the persistent loop).
+__device__ __forceinline__ void st_shared(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
+}
+
+// Named barriers: 1 .. 3 are the pingpong turns, 4 + cw the epilogue of consumer warpgroup cw.
+constexpr int kEpilogueBarrier = 4;
+
+// The persistent kernel's epilogue: the warpgroup writes its 64 x E slice of O into the
+// staging tile (the TMA's 128-byte swizzle: 16-byte unit u of row r sits at u ^ (r % 8), which
+// also spreads a warp's 32 stores over all 32 banks) and one thread hands it to a TMA store,
+// which clips rows past L. Nobody waits for the store: the warpgroup goes on to its next item,
+// and only the next epilogue waits until the store has read the tile (by then it long has).
+template <typename T, class C>
+__device__ __forceinline__ void store_o_tma(const Args& a, const float (&o)[C::E / 2], const float (&m)[2],
+                                            const float (&l)[2], int row0, int cw, int h, int b, uint32_t o_tile,
+                                            const CUtensorMap* to) {
+  constexpr int E = C::E, kBlockM = C::kBlockM;
+  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  float inv[2], lse[2];
+  finish_rows(m, l, inv, lse);
+  const uint32_t slice = o_tile + cw * 64 * 128;
+  if (tid == 0) ptx::tma_store_wait_read<0>();
+  ptx::named_bar_sync(kEpilogueBarrier + cw, 128);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = warp * 16 + g + 8 * r;  // row % 8 == g
+#pragma unroll
+    for (int jb = 0; jb < E / 8; ++jb) {
+      const int off = (jb / 8) * kBlockM * 128 + row * 128 + (((jb % 8) ^ g) * 16) + 4 * t;
+      st_shared(slice + off, pack2<T>(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]));
+    }
+  }
+  ptx::fence_proxy_async_smem();
+  ptx::named_bar_sync(kEpilogueBarrier + cw, 128);
+  if (tid == 0) {
+#pragma unroll
+    for (int c = 0; c < E / kChunk; ++c)
+      ptx::tma_store_4d(to, slice + c * kBlockM * 128, c * kChunk, row0 + cw * 64, h, b);
+    ptx::tma_store_commit();
+  }
+  if (a.lse != nullptr && t == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = row0 + cw * 64 + warp * 16 + g + 8 * r;
+      if (row < a.L) a.lse[(static_cast<int64_t>(b) * a.H + h) * a.L + row] = lse[r];
+    }
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void init_barriers_kv(uint64_t* k_full, uint64_t* v_full, uint64_t* k_empty,
+                                                 uint64_t* v_empty) {
+  for (int i = 0; i < kStages; ++i) {
+    ptx::mbar_init(&k_full[i], 1);
+    ptx::mbar_init(&v_full[i], 1);
+    ptx::mbar_init(&k_empty[i], 4 * C::kConsumerWarpgroups);
+    ptx::mbar_init(&v_empty[i], 4 * C::kConsumerWarpgroups);
   }
 }
 
@@ -357,12 +489,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   if (threadIdx.x == 0) {
     ptx::mbar_init(&s.q_full, 1);
-    for (int i = 0; i < kStages; ++i) {
-      ptx::mbar_init(&s.k_full[i], 1);
-      ptx::mbar_init(&s.v_full[i], 1);
-      ptx::mbar_init(&s.k_empty[i], 4 * C::kConsumerWarpgroups);
-      ptx::mbar_init(&s.v_empty[i], 4 * C::kConsumerWarpgroups);
-    }
+    init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
     ptx::fence_mbarrier_init();
   }
   __syncthreads();
@@ -373,7 +500,114 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     if (threadIdx.x == 0 && n_tiles > 0) produce<C>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
   } else {
     ptx::setmaxnreg_inc<C::kConsumerRegs>();
-    consume<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, wg - 1, h, b, n_tiles);
+    const int cw = wg - 1;
+    float o[C::E / 2], m[2], l[2];
+    const Ring r{0, ptx::smem_addr(s.q), ptx::smem_addr(&s.q_full), 0, 0};
+    attend<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, row0, cw, n_tiles, r, o, m, l);
+    store_o_regs<T, C>(a, o, m, l, row0, cw, h, b);
+  }
+#else
+  __trap();  // built without sm_90a: the host never launches this
+#endif
+}
+
+// Work item `it` of the persistent kernel: query block and (b, h). Without causal a head's
+// blocks are adjacent (K/V reuse in L2, as in the one-item grid); with causal the order is
+// longest first over all heads (last query blocks of every head, then the ones before), so
+// the static round robin below hands each CTA a long item before short ones and the tail of
+// the grid is made of short items.
+struct Item {
+  int row0, h, b;
+};
+template <class C, bool CAUSAL>
+__device__ __forceinline__ Item item_at(const Args& a, int it) {
+  int bh, m_blk;
+  if constexpr (CAUSAL) {
+    const int n_bh = a.num_items / a.num_m;
+    m_blk = a.num_m - 1 - it / n_bh;
+    bh = it % n_bh;
+  } else {
+    bh = it / a.num_m;
+    m_blk = it % a.num_m;
+  }
+  return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
+}
+
+// Persistent grid (about one CTA per SM): CTA c takes items c, c + G, c + 2G, ... (static
+// round robin, the same sequence in the producer and in every consumer warpgroup, so they
+// agree on each item's tile count without talking). The producer runs ahead into the next
+// item as soon as ring stages and a Q buffer free up, so the next item's first Q/K/V loads
+// overlap the current item's last tiles and its epilogue, and the epilogue's O store (TMA)
+// overlaps the next item's compute. Items with no visible key (causal, rows above the first
+// key) load nothing; their consumers still write O = 0 and LSE = -inf.
+//
+// Barrier phases across items: the K/V ring counts tiles per CTA, not per item (Ring::g0),
+// and Q buffers count the items that loaded a Q (items with no key tile skip both sides'
+// counters alike), so every barrier's stage and parity follow one running count on both
+// sides. A waiter can never be two phases behind: the producer refills a stage or Q buffer
+// only after every consumer warp has released its previous use.
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+__global__ void __launch_bounds__(C::kThreads, 1)
+    v4_fwd_persistent_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                             const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap to,
+                             const Args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(C::kPersistentFits, "v4: persistent layout exceeds shared memory");
+  static_assert(C::kConsumerWarpgroups <= 3, "v4: named barrier ids");
+  extern __shared__ unsigned char smem_raw[];
+  using Smem = typename C::PSmem;
+  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kQStages; ++i) {
+      ptx::mbar_init(&s.q_full[i], 1);
+      ptx::mbar_init(&s.q_empty[i], 4 * C::kConsumerWarpgroups);
+    }
+    init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  uint32_t g0 = 0, q_count = 0;  // K/V tiles and Q buffers used so far by this CTA
+  if (wg == 0) {
+    ptx::setmaxnreg_dec<C::kProducerRegs>();
+    if (threadIdx.x == 0) {
+      ptx::tma_prefetch_desc(&tq);
+      ptx::tma_prefetch_desc(&tk);
+      ptx::tma_prefetch_desc(&tv);
+      for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
+        const Item w = item_at<C, CAUSAL>(a, it);
+        const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
+        if (n_tiles == 0) continue;
+        const uint32_t qb = q_count % kQStages;
+        if (q_count >= kQStages) ptx::mbar_wait(&s.q_empty[qb], ((q_count / kQStages) - 1) & 1);
+        load_q<C>(&tq, ptx::smem_addr(s.q[qb]), &s.q_full[qb], w.row0, w.h, w.b);
+        ++q_count;
+        produce_kv<C>(&tk, &tv, s, w.h / a.group, w.b, n_tiles, g0);
+        g0 += n_tiles;
+      }
+    }
+  } else {
+    ptx::setmaxnreg_inc<C::kConsumerRegs>();
+    const int cw = wg - 1;
+    if (threadIdx.x % 128 == 0) ptx::tma_prefetch_desc(&to);
+    for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
+      const Item w = item_at<C, CAUSAL>(a, it);
+      const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
+      const uint32_t qb = q_count % kQStages;
+      const Ring r{g0, ptx::smem_addr(s.q[qb]), ptx::smem_addr(&s.q_full[qb]), (q_count / kQStages) & 1,
+                   ptx::smem_addr(&s.q_empty[qb])};
+      float o[C::E / 2], m[2], l[2];
+      attend<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, w.row0, cw, n_tiles, r, o, m, l);
+      if (n_tiles > 0) {
+        ++q_count;
+        g0 += n_tiles;
+      }
+      store_o_tma<T, C>(a, o, m, l, w.row0, cw, w.h, w.b, ptx::smem_addr(s.o), &to);
+    }
+    // The CTA's shared memory must outlive the last store's reads of the staging tile.
+    if (threadIdx.x % 128 == 0) ptx::tma_store_wait<0>();
   }
 #else
   __trap();  // built without sm_90a: the host never launches this

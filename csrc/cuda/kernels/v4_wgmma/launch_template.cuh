@@ -34,11 +34,11 @@ bool make_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64
   return tma::encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
-// Builds the maps for tile shape C and launches the given consumer loop; false (nothing
-// launched) if a tensor map cannot be encoded.
-template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-bool run_cfg(const FwdParams& p, cudaStream_t stream) {
-  Args a{};
+// Fills the kernel arguments and the Q/K/V maps for tile shape C; false if a map cannot be
+// encoded.
+template <typename T, class C, bool CAUSAL>
+bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUtensorMap& tv) {
+  a = Args{};
   a.out = p.out;
   a.lse = p.lse;
   a.o_sb = p.o_sb;
@@ -50,23 +50,55 @@ bool run_cfg(const FwdParams& p, cudaStream_t stream) {
   a.causal_offset = static_cast<int>(p.causal_offset);
   a.scale_log2 = p.scale_log2;
   a.num_m = static_cast<int>((p.L + C::kBlockM - 1) / C::kBlockM);
+  a.num_items = static_cast<int>(static_cast<int64_t>(a.num_m) * p.B * p.H);
   // Keys no query can see are left outside the K/V maps: the TMA fills them with zeros, so
   // NaN/Inf stored there cannot reach the output through 0 * NaN.
   int64_t s_eff = p.S;
   if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
   a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
+  return make_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
+         make_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
+         make_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN);
+}
 
+// Builds the maps for tile shape C and launches the given consumer loop; false (nothing
+// launched) if a tensor map cannot be encoded.
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+bool run_cfg(const FwdParams& p, cudaStream_t stream) {
+  Args a;
   CUtensorMap tq, tk, tv;
-  if (!make_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) ||
-      !make_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) ||
-      !make_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN))
-    return false;
-
+  if (!prepare<T, C, CAUSAL>(p, a, tq, tk, tv)) return false;
   auto kernel = v4_fwd_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
   const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
   kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, tv, a);
+  return true;
+}
+
+// The persistent kernel (FLASH_ATTN_EXT_V4_PERSISTENT=1): min(items, SMs) CTAs, each looping
+// over work items; O leaves through a TMA store, so the output must meet the TMA's rules too
+// (16-byte aligned base and strides); where it does not, the one-item kernel runs instead.
+// FLASH_ATTN_EXT_V4_CTAS=n caps the grid (tests: many items per CTA on small problems).
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+bool run_persistent(const FwdParams& p, cudaStream_t stream) {
+  auto ok16 = [](int64_t stride, int64_t n) { return n == 1 || stride % 8 == 0; };
+  if (reinterpret_cast<uintptr_t>(p.out) % 16 != 0 || !ok16(p.o_sl, p.L) || !ok16(p.o_sh, p.H) || !ok16(p.o_sb, p.B))
+    return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
+  Args a;
+  CUtensorMap tq, tk, tv, to;
+  if (!prepare<T, C, CAUSAL>(p, a, tq, tk, tv)) return false;
+  if (!make_map<T>(&to, p.out, C::E, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
+    return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
+  int dev = 0, sms = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  const char* cap = std::getenv("FLASH_ATTN_EXT_V4_CTAS");
+  if (cap != nullptr && std::atoi(cap) > 0) sms = std::atoi(cap);
+  const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1)));
+  auto kernel = v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kPSmemBytes);
+  kernel<<<static_cast<unsigned>(grid), C::kThreads, C::kPSmemBytes, stream>>>(tq, tk, tv, to, a);
   return true;
 }
 
@@ -82,10 +114,20 @@ bool run_cfg(const FwdParams& p, cudaStream_t stream) {
 //   except E = 64 causal at N = 1024 (209 vs 239).
 // FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop (no overlap, no pingpong) on the 128 x
 // 128 tile instead: the A/B baseline for what the pipeline buys.
+// FLASH_ATTN_EXT_V4_PERSISTENT=1 runs the persistent kernel (NOTES_v4.md, step 4; not yet run
+// on a GPU): overlapped loop with pingpong on 192 x 128 for E = 64 without causal, on 128 x 128
+// otherwise. 128 x 176 tiles leave no room for its second Q buffer and O staging tile; on
+// 192 x 128 with causal its SASS has wait_group 0 above all 66 exp2s of a step, with or
+// without pingpong.
 template <typename T, int E, bool CAUSAL>
 bool run_v4(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
+  const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
+  if (persistent != nullptr && persistent[0] == '1') {
+    if constexpr (E == 64 && !CAUSAL) return run_persistent<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
+    else return run_persistent<T, Cfg<E, 128, 128>, CAUSAL, true, true>(p, stream);
+  }
   if constexpr (E == 64 && !CAUSAL) {
     return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
   } else {
