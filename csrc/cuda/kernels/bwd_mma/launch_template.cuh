@@ -24,10 +24,11 @@ void run_bwd(const BwdArgs& a, cudaStream_t stream) {
   // v5x2 exists for HD <= 64 only (above, its 128-register cap cannot hold dK and dV): v5 there.
   constexpr bool kTwoCtas = HD <= 64;
   void (*dkdv)(BwdArgs) = bwd_dkdv_kernel<BF16, HD, CAUSAL>;
-  if (a.variant == BwdVariant::kV5 || (a.variant == BwdVariant::kV5x2 && !kTwoCtas))
-    dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 32, 1>;
-  else if (a.variant == BwdVariant::kV5x2)
-    dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 16, 2>;
+  if (a.variant == BwdVariant::kV5) dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 32, 1>;
+  if (a.variant == BwdVariant::kV5x2) {
+    if constexpr (kTwoCtas) dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 16, 2>;
+    else dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 32, 1>;
+  }
   cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(DkDvSmem<HD>::kBytes));
   // Two CTAs per SM need the largest shared-memory carveout; left to itself the driver may pick one
   // that holds a single CTA.
