@@ -5,12 +5,16 @@ causal and not. TFLOP/s count forward + backward as 3.5 x the forward's 4 * B * 
 when causal), as FlashAttention-2 reports it. Medians of triton.testing.do_bench after a warm-up.
 Also: our deterministic mode, and the backward's peak extra memory at B=1, H=16, N=16k, E=128.
 
-    python3 benchmarks/bwd_bench.py [--json FILE] [--quick]
+--variants v4,v5,... times our forward + backward once per dK/dV kernel (FLASH_ATTN_EXT_BWD_VARIANT, read
+at every call) beside SDPA's flash backend only, and prints each variant's ratio to the first.
+
+    python3 benchmarks/bwd_bench.py [--json FILE] [--quick] [--variants v4,v5,v5x2]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import torch
 import torch.nn.functional as F
@@ -59,11 +63,62 @@ def peak_backward_bytes(fn, B, H, N, E):
     return torch.cuda.max_memory_allocated() - base
 
 
+def variants_main(variants, Ns, json_path):
+    """Our forward + backward under each dK/dV kernel variant, beside SDPA's flash backend."""
+    rows = []
+    for E in (64, 128):
+        for N in Ns:
+            for causal in (False, True):
+                B, H = 16384 // N, 2048 // E
+                q, k, v = (torch.randn(B, H, N, E, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                           for _ in range(3))
+                dout = torch.randn(B, H, N, E, device="cuda", dtype=torch.bfloat16)
+                flops = 3.5 * 4 * B * H * N * N * E / (2 if causal else 1)
+                row = {"E": E, "N": N, "B": B, "H": H, "causal": causal}
+                tf = time_fwd(ours, q, k, v, causal)
+                for name in variants:
+                    # Read by the launcher at every call, so it must be set while autograd runs the backward.
+                    os.environ["FLASH_ATTN_EXT_BWD_VARIANT"] = name
+                    try:
+                        t = time_fwd_bwd(ours, q, k, v, causal, dout)
+                        row[name], row[name + "_bwd_ms"] = flops / t / 1e9, t - tf
+                    except Exception as e:  # a variant that fails at run time: recorded, the others still timed
+                        row[name], row[name + "_err"] = None, str(e).splitlines()[0][:120]
+                    finally:
+                        del os.environ["FLASH_ATTN_EXT_BWD_VARIANT"]
+                fn = sdpa(SDPBackend.FLASH_ATTENTION)
+                t = time_fwd_bwd(fn, q, k, v, causal, dout)
+                row["sdpa_flash"], row["sdpa_flash_bwd_ms"] = flops / t / 1e9, t - time_fwd(fn, q, k, v, causal)
+                rows.append(row)
+                del q, k, v, dout
+                torch.cuda.empty_cache()
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"variants": variants, "rows": rows}, f, indent=1)
+    print("fwd+bwd TFLOP/s per dK/dV kernel variant, bf16, B*N=16k, H=2048/E; bwd ms = fwd+bwd - fwd")
+    base = variants[0]
+    print(f"{'E':>4} {'N':>6} {'causal':>6} | " + " ".join(f"{n:>6}" for n in variants) + f" {'flash':>6} | "
+          + " ".join(f"{n + '/' + base:>9}" for n in variants[1:]) + " | bwd ms " + " ".join(variants) + " flash")
+    for r in rows:
+        tfl = " ".join(f"{r[n]:6.0f}" if r.get(n) else "     -" for n in variants + ["sdpa_flash"])
+        ratio = " ".join(f"{r[n] / r[base]:9.2f}" if r.get(n) and r.get(base) else "        -" for n in variants[1:])
+        ms = " ".join(f"{r.get(n + '_bwd_ms', float('nan')):.3f}" for n in variants + ["sdpa_flash"])
+        print(f"{r['E']:>4} {r['N']:>6} {str(r['causal']):>6} | {tfl} | {ratio} | {ms}")
+    for r in rows:
+        for n in variants:
+            if n + "_err" in r:
+                print(f"E={r['E']} N={r['N']} causal={r['causal']} {n}: {r[n + '_err']}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--variants", help="comma-separated FLASH_ATTN_EXT_BWD_VARIANT values, e.g. v4,v5,v5x2")
     args = ap.parse_args()
+    if args.variants:
+        variants_main(args.variants.split(","), [4096] if args.quick else [1024, 4096, 16384], args.json)
+        return
     impls = {"ours": ours, "sdpa_flash": sdpa(SDPBackend.FLASH_ATTENTION), "cudnn": sdpa(SDPBackend.CUDNN_ATTENTION)}
     rows = []
     Ns = [4096] if args.quick else [1024, 4096, 16384]

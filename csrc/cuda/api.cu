@@ -250,7 +250,8 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
   bp.fwd = p;
   std::string why;
   if (cuda::bwd_mma_supports(bp, device_sm(device_index), &why))
-    return {"bwd_mma", "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)"};
+    return {"bwd_mma", std::string("tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)") +
+                           ", dK/dV kernel " + cuda::bwd_mma_variant()};
   return {"dense", "the tensor-core backward " + why + ": dense float32 backward (O(L*S) memory)"};
 }
 

@@ -8,6 +8,8 @@
 
 namespace flash_attn_ext::cuda::bwd {
 
+enum class BwdVariant : int { kV4, kV5, kV5x2 };
+
 struct BwdArgs {
   BwdParams p;
   // float32 (B, H, L, E) contiguous, zeroed by the host: dQ's atomic accumulator. nullptr in
@@ -19,6 +21,9 @@ struct BwdArgs {
   // dim a whole number of 16 bytes. Otherwise the tile copies go element by element.
   bool q_vec = false, k_vec = false, v_vec = false, do_vec = false;
   bool dq_vec4 = false;  // E % 4 == 0: dQ rows take 16-byte reductions
+  // Which dK/dV kernel runs (FLASH_ATTN_EXT_BWD_VARIANT): dkdv_kernel.cuh (v4, the default) or
+  // dkdv_v5_kernel.cuh in its two configurations. Read by the host launcher only.
+  BwdVariant variant = BwdVariant::kV4;
 };
 
 }  // namespace flash_attn_ext::cuda::bwd

@@ -2,6 +2,8 @@
 // bucket, derives the per-call flags (alignment, grid sizes) and calls the matching explicit
 // instantiation.
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../../launch.h"
@@ -63,6 +65,13 @@ bool bwd_mma_supports(const BwdParams& bp, int sm, std::string* why) {
   return true;
 }
 
+const char* bwd_mma_variant() {
+  const char* v = std::getenv("FLASH_ATTN_EXT_BWD_VARIANT");
+  if (v != nullptr && std::strcmp(v, "v5") == 0) return "v5";
+  if (v != nullptr && std::strcmp(v, "v5x2") == 0) return "v5x2";
+  return "v4";
+}
+
 // q (B, H, L, E), k/v (B, Hkv, S, E/Ev), dout (B, H, L, Ev) -> dk, dv, and dq_accum (float32
 // (B, H, L, E), zeroed by the caller; nullptr: deterministic, dq written directly).
 void launch_bwd_mma(const BwdParams& bp, float* dq_accum, cudaStream_t stream) {
@@ -79,6 +88,10 @@ void launch_bwd_mma(const BwdParams& bp, float* dq_accum, cudaStream_t stream) {
   a.v_vec = bwd::vec_ok(p.v, p.Ev, p.v_sb, p.v_sh, p.v_sl);
   a.do_vec = bwd::vec_ok(bp.dout, p.Ev, bp.do_sb, bp.do_sh, bp.do_sl);
   a.dq_vec4 = p.E % 4 == 0;
+  const std::string variant = bwd_mma_variant();
+  a.variant = variant == "v5"     ? bwd::BwdVariant::kV5
+              : variant == "v5x2" ? bwd::BwdVariant::kV5x2
+                                  : bwd::BwdVariant::kV4;
   const int hd = bwd::bucket(p.E > p.Ev ? p.E : p.Ev);
   if (p.dtype == ScalarKind::kBFloat16) bwd::run_dtype<true>(a, hd, stream);
   else bwd::run_dtype<false>(a, hd, stream);

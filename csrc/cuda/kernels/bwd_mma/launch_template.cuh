@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "dkdv_kernel.cuh"
+#include "dkdv_v5_kernel.cuh"
 #include "dq_kernel.cuh"
 #include "run.h"
 
@@ -20,8 +21,19 @@ void run_bwd(const BwdArgs& a, cudaStream_t stream) {
   using TQ = DqTileSizes<HD>;
   const FwdParams& p = a.p.fwd;
   // Function attributes, not stream operations: legal while a CUDA graph is being captured.
-  auto* dkdv = bwd_dkdv_kernel<BF16, HD, CAUSAL>;
+  // v5x2 exists for HD <= 64 only (above, its 128-register cap cannot hold dK and dV): v5 there.
+  constexpr bool kTwoCtas = HD <= 64;
+  void (*dkdv)(BwdArgs) = bwd_dkdv_kernel<BF16, HD, CAUSAL>;
+  if (a.variant == BwdVariant::kV5) dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 32, 1>;
+  if (a.variant == BwdVariant::kV5x2) {
+    if constexpr (kTwoCtas) dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 16, 2>;
+    else dkdv = bwd_dkdv_v5_kernel<BF16, HD, CAUSAL, 32, 1>;
+  }
   cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(DkDvSmem<HD>::kBytes));
+  // Two CTAs per SM need the largest shared-memory carveout; left to itself the driver may pick one
+  // that holds a single CTA.
+  if (a.variant == BwdVariant::kV5x2 && kTwoCtas)
+    cudaFuncSetAttribute(dkdv, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
   const int64_t dkdv_blocks = a.n_kblocks * p.B * p.Hkv;
   dkdv<<<static_cast<unsigned>(dkdv_blocks), T::kThreads, DkDvSmem<HD>::kBytes, stream>>>(a);
   if (a.dq_accum != nullptr) return;
