@@ -52,18 +52,20 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
 
 
-# The environment of each variant: "v4" is the default choice of loop and tile; "v4_simple"
-# the unpipelined loop on the 128 x 128 tile; "v4_persist" the persistent kernel (one CTA per
-# SM); "v4_persist7" the same on 7 CTAs, so that even the small shapes of the sweep put many
-# work items (and items with no visible key) through each CTA's barrier rings.
+# The environment of each variant: "v4" is the default choice of loop, tile and grid (persistent
+# at S <= 1024); "v4_onecta" the same without the persistent kernel (one CTA per work item);
+# "v4_simple" the unpipelined loop on the 128 x 128 tile; "v4_persist" the persistent kernel (one
+# CTA per SM) everywhere; "v4_persist7" the same on 7 CTAs, so that even the small shapes of the
+# sweep put many work items (and items with no visible key) through each CTA's barrier rings.
 VARIANTS = {
     "v4": {},
+    "v4_onecta": {"FLASH_ATTN_EXT_V4_PERSISTENT": "0"},
     "v4_simple": {"FLASH_ATTN_EXT_V4_SIMPLE": "1"},
     "v4_persist": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1"},
     "v4_persist7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
 }
-LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_persist,v4_persist7").split(",")
-BENCH = os.environ.get("V4_BENCH", "v4,v4_persist").split(",")
+LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")
+BENCH = os.environ.get("V4_BENCH", "v4,v4_onecta").split(",")
 
 
 def set_variant(variant):

@@ -2,8 +2,8 @@
 # On the H200: (1) build the extension (TORCH_CUDA_ARCH_LIST=9.0), (2) scripts/check_v4.py
 # (correctness of every variant in V4_VARIANTS, then timings of those in V4_BENCH beside SDPA
 # flash and cuDNN), (3) compute-sanitizer on scripts/v4_sanitize.py (the V4_SAN list). Logs in
-# $OUT; the check's table is printed last. Defaults: the default v4 against the persistent
-# kernel (FLASH_ATTN_EXT_V4_PERSISTENT=1, NOTES_v4.md step 4), N = 512 .. 16384, bf16 and fp16,
+# $OUT; the check's table is printed last. Defaults: the default v4 (persistent at S <= 1024) against
+# the one-CTA-per-item kernel (FLASH_ATTN_EXT_V4_PERSISTENT=0), N = 512 .. 16384, bf16 and fp16,
 # sanitizers on the persistent kernel capped to 7 CTAs (many items per CTA); about 8 minutes.
 # Usage: bash scripts/v4_device_run.sh [OUT_DIR] [check_v4.py args...]
 #   V4_UNIT=1 also builds and runs the standalone TMA + wgmma GEMM test first.
@@ -32,6 +32,7 @@ echo "check rc=$check_rc at $(( $(date +%s) - start )) s"
 variant_env() {  # the environment check_v4.py's VARIANTS gives each name
   case $1 in
     v4_simple) echo FLASH_ATTN_EXT_V4_SIMPLE=1 ;;
+    v4_onecta) echo FLASH_ATTN_EXT_V4_PERSISTENT=0 ;;
     v4_persist) echo FLASH_ATTN_EXT_V4_PERSISTENT=1 ;;
     v4_persist7) echo FLASH_ATTN_EXT_V4_PERSISTENT=1 FLASH_ATTN_EXT_V4_CTAS=7 ;;
     *) ;;

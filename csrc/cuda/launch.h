@@ -29,9 +29,9 @@ bool bwd_mma_supports(const BwdParams& p, int sm, std::string* why);
 // zeroed by the caller) with atomics, or, with dq_accum == nullptr, written to p.dq without
 // atomics (bitwise reproducible).
 void launch_bwd_mma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
-// The dK/dV kernel launch_bwd_mma runs: "v4" (default), or "v5" / "v5x2" when FLASH_ATTN_EXT_BWD_VARIANT
-// says so (kernels/bwd_mma/dkdv_v5_kernel.cuh). Read at every call, so one process can A/B them; any
-// other value keeps v4.
+// The dK/dV kernel launch_bwd_mma runs: "v5" (default, kernels/bwd_mma/dkdv_v5_kernel.cuh), or "v4"
+// (dkdv_kernel.cuh) / "v5x2" when FLASH_ATTN_EXT_BWD_VARIANT says so. Read at every call, so one
+// process can A/B them; any other value keeps v5.
 const char* bwd_mma_variant();
 
 }  // namespace flash_attn_ext::cuda

@@ -21,9 +21,9 @@ struct BwdArgs {
   // dim a whole number of 16 bytes. Otherwise the tile copies go element by element.
   bool q_vec = false, k_vec = false, v_vec = false, do_vec = false;
   bool dq_vec4 = false;  // E % 4 == 0: dQ rows take 16-byte reductions
-  // Which dK/dV kernel runs (FLASH_ATTN_EXT_BWD_VARIANT): dkdv_kernel.cuh (v4, the default) or
-  // dkdv_v5_kernel.cuh in its two configurations. Read by the host launcher only.
-  BwdVariant variant = BwdVariant::kV4;
+  // Which dK/dV kernel runs (FLASH_ATTN_EXT_BWD_VARIANT): dkdv_v5_kernel.cuh (v5, the default;
+  // v5x2 its two-CTA form) or dkdv_kernel.cuh (v4, the rung below). Read by the host launcher only.
+  BwdVariant variant = BwdVariant::kV5;
 };
 
 }  // namespace flash_attn_ext::cuda::bwd

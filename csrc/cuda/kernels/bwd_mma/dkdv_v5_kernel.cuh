@@ -1,5 +1,6 @@
-// v5 of the dK/dV kernel, prepared without a GPU (NOTES_bwd.md, "v5"): selected with
-// FLASH_ATTN_EXT_BWD_VARIANT=v5 (or v5x2, below); the default stays dkdv_kernel.cuh (v4). Same CTA
+// v5 of the dK/dV kernel (NOTES_bwd.md, "v5"): the default since it measured 1.00-1.09x v4's
+// forward + backward on the H200 (bf16, E 64/128, N 1k-16k); FLASH_ATTN_EXT_BWD_VARIANT=v4 runs the
+// rung below (dkdv_kernel.cuh), =v5x2 the two-CTA form (below). Same CTA
 // (128 keys, 8 warps of 16 keys), shared memory, cp.async pipeline, dS^T staging, dQ reductions
 // and outputs as v4. Two changes, both aimed at the latency ncu measured on v4 (1 CTA of 8 warps per
 // SM, tensor pipe 24 % busy, warps waiting on ldmatrix results, 255 registers with spills at HD = 128):

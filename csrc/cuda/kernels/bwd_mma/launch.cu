@@ -67,9 +67,9 @@ bool bwd_mma_supports(const BwdParams& bp, int sm, std::string* why) {
 
 const char* bwd_mma_variant() {
   const char* v = std::getenv("FLASH_ATTN_EXT_BWD_VARIANT");
-  if (v != nullptr && std::strcmp(v, "v5") == 0) return "v5";
+  if (v != nullptr && std::strcmp(v, "v4") == 0) return "v4";
   if (v != nullptr && std::strcmp(v, "v5x2") == 0) return "v5x2";
-  return "v4";
+  return "v5";
 }
 
 // q (B, H, L, E), k/v (B, Hkv, S, E/Ev), dout (B, H, L, Ev) -> dk, dv, and dq_accum (float32
@@ -89,9 +89,9 @@ void launch_bwd_mma(const BwdParams& bp, float* dq_accum, cudaStream_t stream) {
   a.do_vec = bwd::vec_ok(bp.dout, p.Ev, bp.do_sb, bp.do_sh, bp.do_sl);
   a.dq_vec4 = p.E % 4 == 0;
   const std::string variant = bwd_mma_variant();
-  a.variant = variant == "v5"     ? bwd::BwdVariant::kV5
+  a.variant = variant == "v4"     ? bwd::BwdVariant::kV4
               : variant == "v5x2" ? bwd::BwdVariant::kV5x2
-                                  : bwd::BwdVariant::kV4;
+                                  : bwd::BwdVariant::kV5;
   const int hd = bwd::bucket(p.E > p.Ev ? p.E : p.Ev);
   if (p.dtype == ScalarKind::kBFloat16) bwd::run_dtype<true>(a, hd, stream);
   else bwd::run_dtype<false>(a, hd, stream);

@@ -114,17 +114,20 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 //   except E = 64 causal at N = 1024 (209 vs 239).
 // FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop (no overlap, no pingpong) on the 128 x
 // 128 tile instead: the A/B baseline for what the pipeline buys.
-// FLASH_ATTN_EXT_V4_PERSISTENT=1 runs the persistent kernel (NOTES_v4.md, step 4; not yet run
-// on a GPU): overlapped loop with pingpong on 192 x 128 for E = 64 without causal, on 128 x 128
-// otherwise. 128 x 176 tiles leave no room for its second Q buffer and O staging tile; on
-// 192 x 128 with causal its SASS has wait_group 0 above all 66 exp2s of a step, with or
-// without pingpong.
+// The persistent kernel (NOTES_v4.md, step 4) runs where the keys are few (S <= 1024): there a
+// one-item CTA spends a large share of its life loading Q and storing O, which the persistent
+// kernel overlaps with the next item (H200, bf16, N = 512: 475 vs 373 TFLOP/s at E = 128, 339 vs
+// 281 at E = 64; N = 1024: +6-15%). At N >= 4096 it is even (non-causal) or slower (causal,
+// 446 vs 482 at E = 128): its tiles are 128 x 128 (176-key tiles leave no room for its second Q
+// buffer and O staging tile) and on 192 x 128 with causal its SASS has wait_group 0 above all 66
+// exp2s of a step. FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
 template <typename T, int E, bool CAUSAL>
 bool run_v4(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  if (persistent != nullptr && persistent[0] == '1') {
+  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 1024;
+  if (use_persistent) {
     if constexpr (E == 64 && !CAUSAL) return run_persistent<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
     else return run_persistent<T, Cfg<E, 128, 128>, CAUSAL, true, true>(p, stream);
   }
