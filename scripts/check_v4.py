@@ -58,7 +58,8 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
 # "v4_simple" the unpipelined loop on the 128 x 128 tile; "v4_persist" the persistent kernel (one
 # CTA per SM) everywhere; "v4_persist7" the same on 7 CTAs, so that even the small shapes of the
 # sweep put many work items (and items with no visible key) through each CTA's barrier rings.
-# "v4_nopp" the default without pingpong between the consumer warpgroups (E = 256 only).
+# "v4_pp" the default with pingpong between the consumer warpgroups added (E = 256 only: there
+# the default has none).
 # E = 256 has one tile and no persistent kernel: there v4_onecta, v4_persist and v4_persist7 run
 # exactly what v4 runs, so the correctness sweep leaves E = 256 out for them.
 VARIANTS = {
@@ -67,7 +68,7 @@ VARIANTS = {
     "v4_simple": {"FLASH_ATTN_EXT_V4_SIMPLE": "1"},
     "v4_persist": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1"},
     "v4_persist7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
-    "v4_nopp": {"FLASH_ATTN_EXT_V4_PINGPONG": "0"},
+    "v4_pp": {"FLASH_ATTN_EXT_V4_PINGPONG": "1"},
 }
 SAME_AS_V4_AT_E256 = {"v4_onecta", "v4_persist", "v4_persist7"}
 LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")

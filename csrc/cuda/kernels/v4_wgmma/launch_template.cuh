@@ -144,17 +144,18 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 
 // E = 256: one tile everywhere, Cfg<256, 128, kBlockN256> (128 x 80; config.h says why), in the
 // one-CTA kernel at every S (the persistent layout does not fit in shared memory), with the
-// overlapped loop and pingpong (not yet measured: the choice of FlashAttention-3's tile and of
-// our fastest loop at E = 128). A/B switches: FLASH_ATTN_EXT_V4_SIMPLE=1 the unpipelined loop on
-// the same tile, FLASH_ATTN_EXT_V4_PINGPONG=0 the overlapped loop without pingpong.
+// overlapped loop and without pingpong (not yet measured; FlashAttention-3's choice at head dims
+// > 128: with 4E = 1024 matmul flops per exp2 the softmax hides under the warpgroup's own PV, and
+// the turns only add waits). A/B switches: FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong,
+// FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop on the same tile.
 template <typename T, bool CAUSAL>
 bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   using C = Cfg<256, 128, kBlockN256>;
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   const char* pingpong = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
-  if (pingpong != nullptr && pingpong[0] == '0') return run_cfg<T, C, CAUSAL, true, false>(p, stream);
-  return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  if (pingpong != nullptr && pingpong[0] == '1') return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
 template <typename T, int E, bool CAUSAL>
