@@ -37,7 +37,12 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
     low, _ = attention_reference(q, k, v, scale=scale, causal=causal, dtype=q.dtype)
     err = (out.double() - ref).abs().max().item()
     amax = ref.abs().max().item()
-    tol = 2 * (low.double() - ref).abs().max().item() + FLOOR[q.dtype] * max(amax, 1.0)
+    low_err = (low.double() - ref).abs().max().item()
+    # PyTorch's own float16 run can overflow where ours does not (at E = 256 with logits ~1e4, q.k
+    # passes 65504 before the scale is applied): then the bound is four units of the dtype's floor.
+    if not math.isfinite(low_err):
+        low_err = 1.5 * FLOOR[q.dtype] * max(amax, 1.0)
+    tol = 2 * low_err + FLOOR[q.dtype] * max(amax, 1.0)
     fin = torch.isfinite(ref_lse)
     lse_ok = torch.equal(fin, torch.isfinite(lse)) and (
         not fin.any() or (lse[fin].double() - ref_lse[fin]).abs().max().item()
