@@ -1,5 +1,6 @@
-"""Writes csrc/cuda/instantiations/v3_<mode>_hd<HD>_<causal>.cu and bwd_<dtype>_hd<HD>_<causal>.cu: one
-explicit instantiation of the v3 forward launcher (or of the tensor-core backward launcher) per file, so
+"""Writes csrc/cuda/instantiations/v3_<mode>_hd<HD>_<causal>.cu, v4_<dtype>_hd<E>_<causal>.cu and
+bwd_<dtype>_hd<HD>_<causal>.cu: one explicit instantiation of the v3 forward launcher (or of the Hopper
+v4 forward launcher, or of the tensor-core backward launcher) per file, so
 nvcc builds them in parallel and a change to one tile size rebuilds little. Run from the repository root
 after changing the modes or buckets."""
 import os
@@ -16,6 +17,17 @@ template void run_v3<Mode::{enum}, {hd}, {causal}>(const V3Args&, cudaStream_t);
 }}  // namespace flash_attn_ext::cuda::v3
 """
 
+
+V4_DTYPES = {"f16": "__half", "bf16": "__nv_bfloat16"}
+V4_HEAD_DIMS = [64, 128, 256]  # E == Ev; v4_wgmma_supports (kernels/v4_wgmma/launch.cu) takes these
+
+V4_TEMPLATE = """// v4, {dtype}, E = {hd}, {causal_word}: one explicit instantiation per file.
+#include "../kernels/v4_wgmma/launch_template.cuh"
+
+namespace flash_attn_ext::cuda::v4 {{
+template bool run_v4<{ctype}, {hd}, {causal}>(const FwdParams&, cudaStream_t);
+}}  // namespace flash_attn_ext::cuda::v4
+"""
 
 BWD_DTYPES = {"f16": "false", "bf16": "true"}
 BWD_BUCKETS = [32, 64, 96, 128]
@@ -43,10 +55,12 @@ def write_family(prefix, template, axes):
 def main():
     os.makedirs(OUT, exist_ok=True)
     for old in os.listdir(OUT):
-        if (old.startswith("v3_") or old.startswith("bwd_")) and old.endswith(".cu"):
+        if old.startswith(("v3_", "v4_", "bwd_")) and old.endswith(".cu"):
             os.remove(os.path.join(OUT, old))
     write_family("v3", TEMPLATE, [(mode, hd, {"mode": mode, "enum": enum})
                                   for mode, enum in MODES.items() for hd in BUCKETS])
+    write_family("v4", V4_TEMPLATE, [(dtype, hd, {"dtype": dtype, "ctype": ctype})
+                                     for dtype, ctype in V4_DTYPES.items() for hd in V4_HEAD_DIMS])
     write_family("bwd", BWD_TEMPLATE, [(dtype, hd, {"dtype": dtype, "bf16": bf16})
                                        for dtype, bf16 in BWD_DTYPES.items() for hd in BWD_BUCKETS])
 

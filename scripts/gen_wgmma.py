@@ -3,7 +3,7 @@
 write by hand without mistakes. Run from the repository root after changing N_LIST."""
 import os
 
-N_LIST = [64, 128, 176]
+N_LIST = [64, 80, 128, 176, 256]
 TYPES = {"bf16": "bf16", "f16": "f16"}
 OUT = os.path.join("csrc", "cuda", "ptx", "wgmma_ops.cuh")
 

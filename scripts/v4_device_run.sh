@@ -7,6 +7,11 @@
 # sanitizers on the persistent kernel capped to 7 CTAs (many items per CTA); about 8 minutes.
 # Usage: bash scripts/v4_device_run.sh [OUT_DIR] [check_v4.py args...]
 #   V4_UNIT=1 also builds and runs the standalone TMA + wgmma GEMM test first.
+#   V4_SAN_E=256 limits the sanitizer cases to those head dims (scripts/v4_sanitize.py).
+# E = 256 alone (NOTES_v4.md step 5; the three loops checked and timed, sanitizers on E = 256; ~6 min):
+#   V4_VARIANTS=v4,v4_pp,v4_simple V4_BENCH=v4,v4_pp,v4_simple V4_SAN_E=256 \
+#   V4_SAN="memcheck:v4 synccheck:v4 racecheck:v4 synccheck:v4_pp" V4_SAN_S=180 \
+#   bash scripts/v4_device_run.sh OUT --head-dims 256 --ns 1024,4096,16384
 set -o pipefail
 OUT=${1:-${OUT:-/tmp/v4_out}}
 [ $# -gt 0 ] && shift
@@ -35,6 +40,7 @@ variant_env() {  # the environment check_v4.py's VARIANTS gives each name
     v4_onecta) echo FLASH_ATTN_EXT_V4_PERSISTENT=0 ;;
     v4_persist) echo FLASH_ATTN_EXT_V4_PERSISTENT=1 ;;
     v4_persist7) echo FLASH_ATTN_EXT_V4_PERSISTENT=1 FLASH_ATTN_EXT_V4_CTAS=7 ;;
+    v4_pp) echo FLASH_ATTN_EXT_V4_PINGPONG=1 ;;
     *) ;;
   esac
 }

@@ -1,18 +1,27 @@
-"""A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64 and 128; S >= 2048 reaches
+"""A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64, 128 and 256; S >= 2048 reaches
 the wide tiles; the last shapes give the persistent kernel several work items per CTA when
-FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with no visible key) for compute-sanitizer:
+FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with no visible key) for compute-sanitizer.
+E = 256 (one 128 x 80 tile, one-CTA kernel) gets its own, shorter list: key and query tails (257,
+300: not multiples of 80 or 128), both causal alignments, whole query blocks that see no key, GQA.
+V4_SAN_E picks the head dims (comma-separated, 64,128,256 by default).
 
     compute-sanitizer --tool synccheck python scripts/v4_sanitize.py
 """
+import os
+
 import torch
 
 import flash_attn_ext as fa
 
+CASES = ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),
+         (2, 128, 512, True), (2, 300, 2100, False), (2, 300, 2100, "bottom_right"),
+         (8, 640, 640, False), (8, 640, 640, True), (4, 1000, 300, "bottom_right"))
+CASES_256 = ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),
+             (2, 200, 330, True), (4, 1000, 300, "bottom_right"))
+
 torch.manual_seed(0)
-for E in (64, 128):
-    for H, L, S, causal in ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),
-                            (2, 128, 512, True), (2, 300, 2100, False), (2, 300, 2100, "bottom_right"),
-                            (8, 640, 640, False), (8, 640, 640, True), (4, 1000, 300, "bottom_right")):
+for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,256").split(",")):
+    for H, L, S, causal in CASES_256 if E == 256 else CASES:
         q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
         k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
         fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")

@@ -232,7 +232,7 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
   }
   std::string v4_why;
   if (cuda::v4_wgmma_supports(p, sm, &v4_why))
-    return {"v4_wgmma", "sm_90, 16-bit, E == Ev in {64, 128}, no mask, TMA-aligned rows: the Hopper rung is the fastest"};
+    return {"v4_wgmma", "sm_90, 16-bit, E == Ev in {64, 128, 256}, no mask, TMA-aligned rows: the Hopper rung is the fastest"};
   if (sm >= 80) {
     if (p.dtype != ScalarKind::kFloat32)
       return {"v3_mma", "sm80+ and 16-bit inputs: the tensor-core rung is the fastest" +

@@ -66,6 +66,17 @@ struct Cfg {
   static constexpr bool kPersistentFits = kPSmemBytes <= 227 * 1024;
 };
 
+// E = 256: the only tile, for every S, causal or not (the one-CTA kernel; run_v4 picks it).
+// - BM = 128, two consumer warpgroups of 64 rows: the O accumulator alone is 64 x 256 floats per
+//   warpgroup = 128 registers per thread, so only the 240-register budget of two consumer
+//   warpgroups holds it (three would get 160).
+// - BN = 80 (FlashAttention-3's choice for this head dim): shared memory is Q 64 KB + 2 stages x
+//   (K + V) 2 x 40 KB = 224 KB, 231424 B requested with barriers and alignment, of 232448; BN = 96
+//   would need 264 KB. Registers of the overlapped loop: O 128 + S_{j+1} 40 + P_j 20 = 188 per
+//   consumer thread, leaving ~50 of 240 for addresses, softmax state and descriptors.
+// - The persistent kernel does not fit (its second Q buffer and O staging tile add 128 KB).
+constexpr int kBlockN256 = 80;
+
 // What the kernel needs besides the three tensor maps.
 struct Args {
   void* out;

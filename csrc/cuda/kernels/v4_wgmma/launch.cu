@@ -18,7 +18,9 @@ bool tma_ok(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_
 
 template <typename T, bool CAUSAL>
 bool run_e(const FwdParams& p, cudaStream_t s) {
-  return p.E == 64 ? v4::run_v4<T, 64, CAUSAL>(p, s) : v4::run_v4<T, 128, CAUSAL>(p, s);
+  if (p.E == 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
+  if (p.E == 128) return v4::run_v4<T, 128, CAUSAL>(p, s);
+  return v4::run_v4<T, 256, CAUSAL>(p, s);
 }
 
 }  // namespace
@@ -30,7 +32,7 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   };
   if (sm != 90) return no("needs compute capability 9.0 exactly (sm_90a instructions)");
   if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) return no("takes float16/bfloat16 only");
-  if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes E == Ev in {64, 128} only");
+  if (p.E != p.Ev || (p.E != 64 && p.E != 128 && p.E != 256)) return no("takes E == Ev in {64, 128, 256} only");
   if (p.mask_kind != MaskKind::kNone) return no("takes no mask");
   if (!tma_ok(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) || !tma_ok(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
       !tma_ok(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))

@@ -122,7 +122,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 // buffer and O staging tile) and on 192 x 128 with causal its SASS has wait_group 0 above all 66
 // exp2s of a step. FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
 template <typename T, int E, bool CAUSAL>
-bool run_v4(const FwdParams& p, cudaStream_t stream) {
+bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
@@ -140,6 +140,29 @@ bool run_v4(const FwdParams& p, cudaStream_t stream) {
     }
     return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, true, true>(p, stream);
   }
+}
+
+// E = 256: one tile everywhere, Cfg<256, 128, kBlockN256> (128 x 80; config.h says why), in the
+// one-CTA kernel at every S (the persistent layout does not fit in shared memory), with the
+// overlapped loop and without pingpong (not yet measured; FlashAttention-3's choice at head dims
+// > 128: with 4E = 1024 matmul flops per exp2 the softmax hides under the warpgroup's own PV, and
+// the turns only add waits). A/B switches: FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong,
+// FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop on the same tile.
+template <typename T, bool CAUSAL>
+bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
+  using C = Cfg<256, 128, kBlockN256>;
+  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
+  if (simple != nullptr && simple[0] == '1') return run_cfg<T, C, CAUSAL, false, false>(p, stream);
+  const char* pingpong = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
+  if (pingpong != nullptr && pingpong[0] == '1') return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  return run_cfg<T, C, CAUSAL, true, false>(p, stream);
+}
+
+template <typename T, int E, bool CAUSAL>
+bool run_v4(const FwdParams& p, cudaStream_t stream) {
+  static_assert(E == 64 || E == 128 || E == 256, "v4: E in {64, 128, 256}");
+  if constexpr (E == 256) return run_v4_e256<T, CAUSAL>(p, stream);
+  else return run_v4_e64_e128<T, E, CAUSAL>(p, stream);
 }
 
 }  // namespace flash_attn_ext::cuda::v4
