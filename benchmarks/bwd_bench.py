@@ -98,12 +98,15 @@ def variants_main(variants, Ns, json_path):
     print("fwd+bwd TFLOP/s per dK/dV kernel variant, bf16, B*N=16k, H=2048/E; bwd ms = fwd+bwd - fwd")
     base = variants[0]
     print(f"{'E':>4} {'N':>6} {'causal':>6} | " + " ".join(f"{n:>6}" for n in variants) + f" {'flash':>6} | "
-          + " ".join(f"{n + '/' + base:>9}" for n in variants[1:]) + " | bwd ms " + " ".join(variants) + " flash")
+          + " ".join(f"{n + '/' + base:>9}" for n in variants[1:]) + " | "
+          + " ".join(f"{n + '/fl':>8}" for n in variants) + " | bwd ms " + " ".join(variants) + " flash")
     for r in rows:
         tfl = " ".join(f"{r[n]:6.0f}" if r.get(n) else "     -" for n in variants + ["sdpa_flash"])
         ratio = " ".join(f"{r[n] / r[base]:9.2f}" if r.get(n) and r.get(base) else "        -" for n in variants[1:])
+        vs_flash = " ".join(f"{r[n] / r['sdpa_flash']:8.2f}" if r.get(n) and r.get("sdpa_flash") else "       -"
+                            for n in variants)
         ms = " ".join(f"{r.get(n + '_bwd_ms', float('nan')):.3f}" for n in variants + ["sdpa_flash"])
-        print(f"{r['E']:>4} {r['N']:>6} {str(r['causal']):>6} | {tfl} | {ratio} | {ms}")
+        print(f"{r['E']:>4} {r['N']:>6} {str(r['causal']):>6} | {tfl} | {ratio} | {vs_flash} | {ms}")
     for r in rows:
         for n in variants:
             if n + "_err" in r:

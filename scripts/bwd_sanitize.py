@@ -24,3 +24,11 @@ for det in (False, True):
     one(1, 2, 1, 70, 65, 59, 33, True, "float", torch.float16)
     one(1, 2, 2, 33, 130, 128, 128, False, None, torch.bfloat16)
 print("sanitize: done")
+
+# Shapes the Hopper backward takes (FLASH_ATTN_EXT_BWD_VARIANT=wgmma; elsewhere bwd_mma runs them):
+# tails in the key and query blocks, both causal alignments, GQA, E = 64 and 128.
+torch.use_deterministic_algorithms(False)
+one(1, 4, 2, 97, 200, 64, 64, "bottom_right", None, torch.bfloat16)
+one(1, 2, 1, 150, 70, 128, 128, True, None, torch.float16)
+one(2, 2, 2, 65, 129, 128, 128, False, None, torch.bfloat16)
+print("sanitize (wgmma shapes): done")

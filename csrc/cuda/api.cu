@@ -181,6 +181,17 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
     return;
   }
   at::Tensor dq_accum = at::zeros(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
+  // The Hopper backward, opt-in (FLASH_ATTN_EXT_BWD_VARIANT=wgmma); if the driver refuses one of
+  // its tensor maps nothing ran and bwd_mma takes the call.
+  if (std::string(cuda::bwd_mma_variant()) == "wgmma" &&
+      cuda::bwd_wgmma_supports(bp, device_sm(device_index), /*check_dout=*/true, nullptr)) {
+    if (cuda::launch_bwd_wgmma(bp, dq_accum.data_ptr<float>(), stream)) {
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      c.dq.copy_(dq_accum);
+      return;
+    }
+    TORCH_WARN_ONCE("flash_attention: the driver refused a TMA tensor map for the wgmma backward; running bwd_mma");
+  }
   cuda::launch_bwd_mma(bp, dq_accum.data_ptr<float>(), stream);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   c.dq.copy_(dq_accum);
@@ -249,9 +260,22 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
   BwdParams bp;
   bp.fwd = p;
   std::string why;
-  if (cuda::bwd_mma_supports(bp, device_sm(device_index), &why))
-    return {"bwd_mma", std::string("tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)") +
-                           ", dK/dV kernel " + cuda::bwd_mma_variant()};
+  const int sm = device_sm(device_index);
+  if (cuda::bwd_mma_supports(bp, sm, &why)) {
+    const std::string tiled = "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)";
+    const std::string variant = cuda::bwd_mma_variant();
+    if (variant != "wgmma") return {"bwd_mma", tiled + ", dK/dV kernel " + variant};
+    // FLASH_ATTN_EXT_BWD_VARIANT=wgmma: the Hopper kernel where it applies (dout's strides are
+    // checked again at the call; explain() sees only q, k, v), else v5 and why.
+    std::string wg_why;
+    if (at::globalContext().deterministicAlgorithms())
+      wg_why = "computes dQ with float32 reductions, not bitwise reproducible: deterministic mode keeps bwd_mma";
+    else if (cuda::bwd_wgmma_supports(bp, sm, /*check_dout=*/false, &wg_why))
+      return {"bwd_mma", tiled + ", Hopper kernel bwd_wgmma (TMA + wgmma, warp-specialised, dK/dV/dQ in one kernel)"};
+    else
+      wg_why = "bwd_wgmma " + wg_why;
+    return {"bwd_mma", tiled + ", dK/dV kernel v5 (" + wg_why + ")"};
+  }
   return {"dense", "the tensor-core backward " + why + ": dense float32 backward (O(L*S) memory)"};
 }
 

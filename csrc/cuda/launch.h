@@ -30,8 +30,19 @@ bool bwd_mma_supports(const BwdParams& p, int sm, std::string* why);
 // atomics (bitwise reproducible).
 void launch_bwd_mma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
 // The dK/dV kernel launch_bwd_mma runs: "v5" (default, kernels/bwd_mma/dkdv_v5_kernel.cuh), or "v4"
-// (dkdv_kernel.cuh) / "v5x2" when FLASH_ATTN_EXT_BWD_VARIANT says so. Read at every call, so one
-// process can A/B them; any other value keeps v5.
+// (dkdv_kernel.cuh) / "v5x2" when FLASH_ATTN_EXT_BWD_VARIANT says so. "wgmma" asks for the Hopper
+// backward (kernels/bwd_wgmma) where bwd_wgmma_supports takes the call; elsewhere, and under
+// deterministic algorithms, launch_bwd_mma runs v5. Read at every call, so one process can A/B
+// them; any other value keeps v5.
 const char* bwd_mma_variant();
+
+// Hopper backward (kernels/bwd_wgmma, sm_90a, opt-in with FLASH_ATTN_EXT_BWD_VARIANT=wgmma):
+// 16-bit, E == Ev in {64, 128}, no mask, TMA-legal q/k/v (and dout when check_dout) rows; if
+// not, why. Non-deterministic dQ only (the caller keeps bwd_mma in deterministic mode).
+bool bwd_wgmma_supports(const BwdParams& p, int sm, bool check_dout, std::string* why);
+// q (B, H, L, E), k/v (B, Hkv, S, E), dout (B, H, L, E), lse/delta (B, H, L) -> dk, dv (B, Hkv, S, E)
+// and dq_accum (float32 (B, H, L, E), zeroed by the caller) += dQ. Returns false, having launched
+// nothing, if the driver refuses a tensor map; the caller then runs bwd_mma.
+bool launch_bwd_wgmma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
 
 }  // namespace flash_attn_ext::cuda

@@ -171,3 +171,78 @@ def test_mma_backward_block_sparse_mask():
         bound = 3 * (lo.double() - r).abs().max().item() + torch.finfo(torch.bfloat16).eps * r.abs().max().item()
         assert err <= bound, f"d{name}: max error {err:.3e} > {bound:.3e}"
     assert ours[0][:, :, 150].abs().max() == 0
+
+
+# The Hopper backward (kernels/bwd_wgmma, opt-in with FLASH_ATTN_EXT_BWD_VARIANT=wgmma): shapes it
+# takes (16-bit, E == Ev in {64, 128}, no mask), with tails in every tile (L, S of 1, 97, 113, 1025),
+# both causal alignments with L < S and L > S (rows that see no key), GQA/MQA. The variable is read at
+# every call; elsewhere than sm_90 the call runs bwd_mma and these are bwd_mma tests.
+WGMMA_CASES = [
+    # (B, H, Hkv, L, S, E, Ev, mask, causal)
+    (1, 2, 2, 1, 1, 64, 64, None, False),
+    (1, 2, 1, 1, 1, 128, 128, None, True),
+    (2, 4, 2, 97, 113, 64, 64, None, False),
+    (2, 4, 2, 113, 97, 128, 128, None, True),
+    (1, 2, 1, 97, 1025, 64, 64, None, "bottom_right"),
+    (1, 4, 1, 1025, 97, 128, 128, None, "bottom_right"),  # L > S: rows below L - S see no key
+    (1, 2, 2, 1025, 1025, 128, 128, None, "top_left"),
+    (1, 6, 2, 300, 517, 64, 64, None, True),
+    (1, 3, 3, 130, 1, 64, 64, None, False),
+    (1, 2, 2, 1, 300, 128, 128, None, "bottom_right"),
+    (2, 2, 1, 257, 190, 128, 128, None, False),
+    (1, 2, 2, 70, 200, 64, 64, None, "top_left"),  # keys 70.. seen by no query
+]
+
+
+@pytest.fixture
+def wgmma_variant(monkeypatch):
+    monkeypatch.setenv("FLASH_ATTN_EXT_BWD_VARIANT", "wgmma")
+
+
+@pytest.mark.parametrize("case", WGMMA_CASES, ids=lambda c: "x".join(map(str, c)).replace("'", "").replace(" ", ""))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_wgmma_backward_matches_float64(case, dtype, wgmma_variant):
+    _check(*case, dtype)
+
+
+@pytest.mark.parametrize("E", [64, 128])
+def test_wgmma_backward_strided_inputs_and_grad(E, wgmma_variant):
+    _check(2, 4, 2, 150, 203, E, E, None, True, torch.bfloat16, layout="strided")
+    _check(1, 2, 1, 97, 113, E, E, None, False, torch.float16, layout="strided")
+
+
+def test_wgmma_backward_is_selected_on_hopper(monkeypatch):
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("bwd_wgmma runs on sm_90 only")
+    q = torch.randn(1, 2, 64, 128, device="cuda", dtype=torch.bfloat16)
+    monkeypatch.setenv("FLASH_ATTN_EXT_BWD_VARIANT", "wgmma")
+    assert "bwd_wgmma" in fae.explain(q, q, q, causal=True)["backward_reason"]
+    why = fae.explain(q[..., :96], q[..., :96], q[..., :96])["backward_reason"]
+    assert "v5" in why and "E == Ev in {64, 128}" in why
+    monkeypatch.setenv("FLASH_ATTN_EXT_BWD_VARIANT", "v5")
+    assert "dK/dV kernel v5" in fae.explain(q, q, q)["backward_reason"]
+
+
+@pytest.mark.parametrize("E", [64, 128])
+def test_wgmma_backward_rows_without_keys_and_hidden_nan(E, wgmma_variant):
+    # bottom_right with L > S: rows 0 .. L - S - 1 see no key, their dQ is exactly 0.
+    q = torch.randn(1, 2, 200, E, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, 2, 90, E, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(1, 2, 90, E, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    fae.flash_attention(q, k, v, causal="bottom_right").float().square().sum().backward()
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all()
+    assert q.grad[:, :, :110].abs().max() == 0
+    assert q.grad[:, :, 110:].abs().max() > 0
+    # top_left with S > L: keys L.. are seen by no query; NaN there must not reach any gradient.
+    q = torch.randn(1, 2, 70, E, device="cuda", dtype=torch.float16, requires_grad=True)
+    k = torch.randn(1, 2, 200, E, device="cuda", dtype=torch.float16)
+    v = torch.randn(1, 2, 200, E, device="cuda", dtype=torch.float16)
+    k[:, :, 100] = float("nan")
+    v[:, :, 150] = float("nan")
+    k.requires_grad_(True)
+    v.requires_grad_(True)
+    fae.flash_attention(q, k, v, causal=True).float().square().sum().backward()
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all()
+    assert k.grad[:, :, 70:].abs().max() == 0 and v.grad[:, :, 70:].abs().max() == 0

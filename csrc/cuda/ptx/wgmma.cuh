@@ -75,33 +75,41 @@ __device__ __forceinline__ uint64_t desc_kmajor_sw128(uint32_t smem_addr) {
   return make_desc_sw128(smem_addr, 16, 1024);
 }
 
-// Typed dispatch: T is __nv_bfloat16 or __half, N the tile width (64, 80, 128, 176 or 256).
-template <typename T, int N, int TRANS_B>
+// Typed dispatch: T is __nv_bfloat16 or __half, N the tile width (32, 64, 80, 128, 176 or 256).
+// TRANS_A = 1 (SS only) reads A MN-major: M contiguous in each 128-byte row, the descriptor's
+// leading offset the bytes between 64-wide M chunks, its stride offset between 8-row K groups.
+template <typename T, int N, int TRANS_B, int TRANS_A = 0>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
   constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
-  if constexpr (N == 64) {
-    if constexpr (kBf16) wgmma_ss_m64n64k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
-    else wgmma_ss_m64n64k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+  if constexpr (N == 32) {
+    if constexpr (kBf16) wgmma_ss_m64n32k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n32k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+  } else if constexpr (N == 64) {
+    if constexpr (kBf16) wgmma_ss_m64n64k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n64k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else if constexpr (N == 128) {
-    if constexpr (kBf16) wgmma_ss_m64n128k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
-    else wgmma_ss_m64n128k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+    if constexpr (kBf16) wgmma_ss_m64n128k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n128k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else if constexpr (N == 80) {
-    if constexpr (kBf16) wgmma_ss_m64n80k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
-    else wgmma_ss_m64n80k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+    if constexpr (kBf16) wgmma_ss_m64n80k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n80k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else if constexpr (N == 176) {
-    if constexpr (kBf16) wgmma_ss_m64n176k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
-    else wgmma_ss_m64n176k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+    if constexpr (kBf16) wgmma_ss_m64n176k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n176k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else {
-    static_assert(N == 256, "wgmma_ss: N must be 64, 80, 128, 176 or 256");
-    if constexpr (kBf16) wgmma_ss_m64n256k16_bf16<TRANS_B>(d, desc_a, desc_b, scale_d);
-    else wgmma_ss_m64n256k16_f16<TRANS_B>(d, desc_a, desc_b, scale_d);
+    static_assert(N == 256, "wgmma_ss: N must be 32, 64, 80, 128, 176 or 256");
+    if constexpr (kBf16) wgmma_ss_m64n256k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n256k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   }
 }
 
 template <typename T, int N, int TRANS_B>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
   constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
-  if constexpr (N == 64) {
+  if constexpr (N == 32) {
+    if constexpr (kBf16) wgmma_rs_m64n32k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
+    else wgmma_rs_m64n32k16_f16<TRANS_B>(d, a, desc_b, scale_d);
+  } else if constexpr (N == 64) {
     if constexpr (kBf16) wgmma_rs_m64n64k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n64k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   } else if constexpr (N == 128) {
@@ -114,7 +122,7 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
     if constexpr (kBf16) wgmma_rs_m64n176k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n176k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   } else {
-    static_assert(N == 256, "wgmma_rs: N must be 64, 80, 128, 176 or 256");
+    static_assert(N == 256, "wgmma_rs: N must be 32, 64, 80, 128, 176 or 256");
     if constexpr (kBf16) wgmma_rs_m64n256k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n256k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   }

@@ -69,6 +69,7 @@ const char* bwd_mma_variant() {
   const char* v = std::getenv("FLASH_ATTN_EXT_BWD_VARIANT");
   if (v != nullptr && std::strcmp(v, "v4") == 0) return "v4";
   if (v != nullptr && std::strcmp(v, "v5x2") == 0) return "v5x2";
+  if (v != nullptr && std::strcmp(v, "wgmma") == 0) return "wgmma";  // runs v5 here (see launch.h)
   return "v5";
 }
 
