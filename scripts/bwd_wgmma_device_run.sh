@@ -3,7 +3,8 @@
 # "wgmma backward (prepared)"): build, a smoke comparison of wgmma against v5, the CUDA backward tests
 # under FLASH_ATTN_EXT_BWD_VARIANT=wgmma, compute-sanitizer memcheck + racecheck with the variant, and
 # forward + backward timings of v5 (the default) and wgmma beside SDPA's flash backend (the table,
-# printed last). Logs in OUT_DIR.
+# printed last). First a standalone test of the PTX forms only this kernel uses
+# (scripts/ptx_tests/wgmma_trans_a.cu). Logs in OUT_DIR.
 #
 #   bash scripts/bwd_wgmma_device_run.sh OUT_DIR     BUDGET_S (default 530): the whole run's wall budget
 set -o pipefail
@@ -21,6 +22,13 @@ cap() { local l=$(($(left) - $2)); echo $((l < $1 ? (l > 10 ? l : 10) : $1)); }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 since "build done"
+
+# The two wgmma forms only this kernel uses (A transposed; N = 32 at a 64-byte start), alone.
+nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I csrc scripts/ptx_tests/wgmma_trans_a.cu \
+  -o "$OUT/wgmma_trans_a" >"$OUT/ptx_test.log" 2>&1 && timeout 30 "$OUT/wgmma_trans_a" >>"$OUT/ptx_test.log" 2>&1
+PTX_RC=$?
+cat "$OUT/ptx_test.log" | tail -4
+since "ptx test rc=$PTX_RC"
 
 # A hang (barrier phase bug) shows here first, within 60 s, instead of eating the tests' budget.
 timeout 60 python3 scripts/bwd_wgmma_smoke.py >"$OUT/smoke.log" 2>&1
@@ -66,5 +74,5 @@ timeout "$(cap 300 5)" python3 benchmarks/bwd_bench.py --variants v5,wgmma $quic
   >"$OUT/bench.log" 2>&1
 echo "bench rc=$?"
 since "all done"
-echo "=== summary: smoke rc=$SMOKE_RC; tests wgmma rc=$TEST_RC; memcheck ${SAN[memcheck]}| racecheck ${SAN[racecheck]}"
+echo "=== summary: ptx test rc=$PTX_RC; smoke rc=$SMOKE_RC; tests wgmma rc=$TEST_RC; memcheck ${SAN[memcheck]}| racecheck ${SAN[racecheck]}"
 tail -16 "$OUT/bench.log"
