@@ -14,7 +14,8 @@
 //     S^T  = K_w Q^T          SS wgmma, both operands K-major
 //     dP^T = V_w dO^T         SS wgmma (issued right behind S^T; P^T is computed while it runs)
 //     P^T  = exp2(S^T scale log2 e - LSE log2 e),  dS^T = P^T (dP^T - D)   in registers
-//     dV  += P^T dO           RS wgmma: P^T packed to 16 bits is already the A fragment, dO MN-major
+//     dV  += P^T dO           RS wgmma: P^T packed to 16 bits is already the A fragment, dO MN-major;
+//                             issued as soon as P^T is packed, so it runs while dS^T is formed
 //     dK  += dS^T Q           RS wgmma, Q MN-major
 //   writes dS^T (16-bit) into shared memory, and after a barrier of both consumer warpgroups
 //     dQ[:, half cw] = dS K[:, half cw]   SS wgmma, A = dS read transposed (MN-major) from the
@@ -163,8 +164,8 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
 // Live registers per thread (E = 128; E = 64 halves the E-sized terms):
 //   whole loop: dK 64 + dV 64 = 128 floats, ~12 addresses/indices
 //   S^T and dP^T in flight: + 32 + 32 = 192 + 12
-//   P^T, dS^T floats -> packed: P^T 32 + dP^T 32 + packed 16 + 16 at the peak of packing, ~224
-//   dV/dK/dQ wgmmas in flight: packed P^T 16 + dS^T 16 + dQ 32 = 192 + 12
+//   dV in flight while dS^T is formed: P^T 32 + dP^T 32 + packed P^T 16 + packed dS^T 16 = 224 + 12
+//   dK and dQ in flight: packed P^T 16 + dS^T 16 (until dV, dK retire) + dQ 32 = 192 + 12
 // under the 240 that setmaxnreg gives each consumer thread.
 template <typename T, class C, bool CAUSAL>
 __device__ __forceinline__ void consume(typename C::Smem& s, const Args& a, const Work& w, int b, int hk, int n0,
@@ -232,12 +233,24 @@ __device__ __forceinline__ void consume(typename C::Smem& s, const Args& a, cons
           }
         }
     }
-    ptx::wgmma_wait<0>();
+    // P^T packed to 16 bits (k16 step kk = accumulator blocks 2 kk and 2 kk + 1, the m64k16 A
+    // layout, as v4's pack_p) and dV += P^T dO issued at once, so the tensor cores work on it while
+    // dS^T is formed. B = dO read MN-major: k16 step kk = query rows 16 kk.., 64-wide E chunks
+    // kBlockM * 128 bytes apart (v4's P V descriptor).
+    uint32_t pp[4][4], pds[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pp[kk][i] = pack2<T>(sacc[8 * kk + 2 * i], sacc[8 * kk + 2 * i + 1]);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      ptx::wgmma_rs<T, E, 1>(dv, pp[kk], ptx::make_desc_sw128(sdo + kk * 16 * 128, kBlockM * 128, kSw128Stride), 1);
+    ptx::wgmma_commit();
+    ptx::wgmma_wait<1>();  // dP^T done (groups retire in order); dV may still run
     ptx::fence_operands(dpacc);
 
-    // dS^T = P^T (dP^T - D), exactly 0 where P^T is 0; both packed as RS A fragments (k16 step
-    // kk = accumulator blocks 2 kk and 2 kk + 1, the m64k16 A layout, as v4's pack_p).
-    uint32_t pp[4][4], pds[4][4];
+    // dS^T = P^T (dP^T - D), exactly 0 where P^T is 0, packed like P^T; dK += dS^T Q (Q MN-major).
 #pragma unroll
     for (int nb = 0; nb < 8; ++nb) {
       const float2 d2 = *reinterpret_cast<const float2*>(&s.delta[st][nb * 8 + 2 * t]);
@@ -252,17 +265,8 @@ __device__ __forceinline__ void consume(typename C::Smem& s, const Args& a, cons
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        pp[kk][i] = pack2<T>(sacc[8 * kk + 2 * i], sacc[8 * kk + 2 * i + 1]);
-        pds[kk][i] = pack2<T>(dpacc[8 * kk + 2 * i], dpacc[8 * kk + 2 * i + 1]);
-      }
-
-    // dV += P^T dO and dK += dS^T Q: B is the (query, E) tile read MN-major, k16 step kk = query
-    // rows 16 kk.., 64-wide E chunks kBlockM * 128 bytes apart (v4's P V descriptor).
+      for (int i = 0; i < 4; ++i) pds[kk][i] = pack2<T>(dpacc[8 * kk + 2 * i], dpacc[8 * kk + 2 * i + 1]);
     ptx::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      ptx::wgmma_rs<T, E, 1>(dv, pp[kk], ptx::make_desc_sw128(sdo + kk * 16 * 128, kBlockM * 128, kSw128Stride), 1);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
       ptx::wgmma_rs<T, E, 1>(dk, pds[kk], ptx::make_desc_sw128(sq + kk * 16 * 128, kBlockM * 128, kSw128Stride), 1);
