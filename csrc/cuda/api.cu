@@ -181,8 +181,8 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
     return;
   }
   at::Tensor dq_accum = at::zeros(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
-  // The Hopper backward, opt-in (FLASH_ATTN_EXT_BWD_VARIANT=wgmma); if the driver refuses one of
-  // its tensor maps nothing ran and bwd_mma takes the call.
+  // The Hopper backward where it applies (FLASH_ATTN_EXT_BWD_VARIANT=v5 turns it off); if the
+  // driver refuses one of its tensor maps nothing ran and bwd_mma takes the call.
   if (std::string(cuda::bwd_mma_variant()) == "wgmma" &&
       cuda::bwd_wgmma_supports(bp, device_sm(device_index), /*check_dout=*/true, nullptr)) {
     if (cuda::launch_bwd_wgmma(bp, dq_accum.data_ptr<float>(), stream)) {
@@ -265,8 +265,8 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
     const std::string tiled = "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)";
     const std::string variant = cuda::bwd_mma_variant();
     if (variant != "wgmma") return {"bwd_mma", tiled + ", dK/dV kernel " + variant};
-    // FLASH_ATTN_EXT_BWD_VARIANT=wgmma: the Hopper kernel where it applies (dout's strides are
-    // checked again at the call; explain() sees only q, k, v), else v5 and why.
+    // The default: the Hopper kernel where it applies (dout's strides are checked again at the
+    // call; explain() sees only q, k, v), else v5 and why.
     std::string wg_why;
     if (at::globalContext().deterministicAlgorithms())
       wg_why = "computes dQ with float32 reductions, not bitwise reproducible: deterministic mode keeps bwd_mma";

@@ -29,14 +29,14 @@ bool bwd_mma_supports(const BwdParams& p, int sm, std::string* why);
 // zeroed by the caller) with atomics, or, with dq_accum == nullptr, written to p.dq without
 // atomics (bitwise reproducible).
 void launch_bwd_mma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
-// The dK/dV kernel launch_bwd_mma runs: "v5" (default, kernels/bwd_mma/dkdv_v5_kernel.cuh), or "v4"
-// (dkdv_kernel.cuh) / "v5x2" when FLASH_ATTN_EXT_BWD_VARIANT says so. "wgmma" asks for the Hopper
-// backward (kernels/bwd_wgmma) where bwd_wgmma_supports takes the call; elsewhere, and under
-// deterministic algorithms, launch_bwd_mma runs v5. Read at every call, so one process can A/B
-// them; any other value keeps v5.
+// Which backward FLASH_ATTN_EXT_BWD_VARIANT asks for: "wgmma" (the default: the Hopper backward,
+// kernels/bwd_wgmma, where bwd_wgmma_supports takes the call; elsewhere, and under deterministic
+// algorithms, launch_bwd_mma runs v5), "v5" (bwd_mma's dK/dV kernel dkdv_v5_kernel.cuh), "v4"
+// (dkdv_kernel.cuh, the rung below) or "v5x2". Read at every call, so one process can A/B them;
+// any other value means the default.
 const char* bwd_mma_variant();
 
-// Hopper backward (kernels/bwd_wgmma, sm_90a, opt-in with FLASH_ATTN_EXT_BWD_VARIANT=wgmma):
+// Hopper backward (kernels/bwd_wgmma, sm_90a, the default where it applies):
 // 16-bit, E == Ev in {64, 128}, no mask, TMA-legal q/k/v (and dout when check_dout) rows; if
 // not, why. Non-deterministic dQ only (the caller keeps bwd_mma in deterministic mode).
 bool bwd_wgmma_supports(const BwdParams& p, int sm, bool check_dout, std::string* why);

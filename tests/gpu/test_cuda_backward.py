@@ -1,4 +1,4 @@
-"""The tensor-core CUDA backward (csrc/cuda/kernels/bwd_mma) against float64 autograd of the reference.
+"""The tensor-core CUDA backwards (csrc/cuda/kernels/bwd_mma, and bwd_wgmma on sm_90) against float64 autograd of the reference.
 
 Odd sizes (tails in every tile), head dims that need padding, every mask broadcast, both causal
 alignments with L < S and L > S, GQA/MQA, non-contiguous inputs and gradients, fully masked rows,
@@ -15,6 +15,12 @@ pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible"),
 ]
+
+
+@pytest.fixture
+def mma_variant(monkeypatch):
+    """Pins bwd_mma (dK/dV kernel v5): on sm_90 the default backward is bwd_wgmma where it applies."""
+    monkeypatch.setenv("FLASH_ATTN_EXT_BWD_VARIANT", "v5")
 
 
 def _rand(shape, seed, dtype):
@@ -91,21 +97,21 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)).replace("'", "").replace(" ", ""))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_mma_backward_matches_float64(case, dtype):
+def test_mma_backward_matches_float64(case, dtype, mma_variant):
     _check(*case, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_mma_backward_strided_inputs_and_grad(dtype):
+def test_mma_backward_strided_inputs_and_grad(dtype, mma_variant):
     _check(2, 4, 2, 150, 203, 64, 64, ("bool", "LS"), True, dtype, layout="strided")
 
 
-def test_mma_backward_float_mask_gradient():
+def test_mma_backward_float_mask_gradient(mma_variant):
     _check(1, 4, 2, 130, 97, 64, 64, ("float", "H1S"), "bottom_right", torch.bfloat16, mask_grad=True)
     _check(2, 2, 2, 70, 65, 40, 40, ("float", "BHLS"), False, torch.float16, mask_grad=True)
 
 
-def test_mma_backward_fully_masked_rows_are_zero():
+def test_mma_backward_fully_masked_rows_are_zero(mma_variant):
     q = torch.randn(1, 2, 70, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     k = torch.randn(1, 2, 90, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     v = torch.randn(1, 2, 90, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -121,7 +127,7 @@ def test_mma_backward_fully_masked_rows_are_zero():
     assert k.grad[:, :, 5].abs().max() == 0
 
 
-def test_mma_backward_deterministic_mode_is_bitwise_and_accurate():
+def test_mma_backward_deterministic_mode_is_bitwise_and_accurate(mma_variant):
     was = torch.are_deterministic_algorithms_enabled()
     try:
         torch.use_deterministic_algorithms(True)
@@ -135,7 +141,7 @@ def test_mma_backward_deterministic_mode_is_bitwise_and_accurate():
         torch.use_deterministic_algorithms(was)
 
 
-def test_mma_backward_many_heads_beyond_grid_limit():
+def test_mma_backward_many_heads_beyond_grid_limit(mma_variant):
     B, H, L, S, E = 1, 70000, 5, 9, 16
     q = torch.randn(B, H, L, E, device="cuda", dtype=torch.float16, requires_grad=True)
     k = torch.randn(B, H, S, E, device="cuda", dtype=torch.float16, requires_grad=True)
@@ -146,7 +152,7 @@ def test_mma_backward_many_heads_beyond_grid_limit():
         torch.testing.assert_close(a.float(), r.float(), atol=2e-2, rtol=2e-2)
 
 
-def test_mma_backward_block_sparse_mask():
+def test_mma_backward_block_sparse_mask(mma_variant):
     """Whole (query block, key block) tiles hidden by a bool mask: those dQ steps are skipped."""
     B, H, L, S, E = 1, 2, 200, 300, 64
     q = torch.randn(B, H, L, E, dtype=torch.bfloat16)
@@ -173,7 +179,7 @@ def test_mma_backward_block_sparse_mask():
     assert ours[0][:, :, 150].abs().max() == 0
 
 
-# The Hopper backward (kernels/bwd_wgmma, opt-in with FLASH_ATTN_EXT_BWD_VARIANT=wgmma): shapes it
+# The Hopper backward (kernels/bwd_wgmma, the default on sm_90; FLASH_ATTN_EXT_BWD_VARIANT=wgmma): shapes it
 # takes (16-bit, E == Ev in {64, 128}, no mask), with tails in every tile (L, S of 1, 97, 113, 1025),
 # both causal alignments with L < S and L > S (rows that see no key), GQA/MQA. The variable is read at
 # every call; elsewhere than sm_90 the call runs bwd_mma and these are bwd_mma tests.

@@ -68,9 +68,9 @@ bool bwd_mma_supports(const BwdParams& bp, int sm, std::string* why) {
 const char* bwd_mma_variant() {
   const char* v = std::getenv("FLASH_ATTN_EXT_BWD_VARIANT");
   if (v != nullptr && std::strcmp(v, "v4") == 0) return "v4";
+  if (v != nullptr && std::strcmp(v, "v5") == 0) return "v5";
   if (v != nullptr && std::strcmp(v, "v5x2") == 0) return "v5x2";
-  if (v != nullptr && std::strcmp(v, "wgmma") == 0) return "wgmma";  // runs v5 here (see launch.h)
-  return "v5";
+  return "wgmma";  // where bwd_wgmma does not take the call, launch_bwd_mma runs v5 (see launch.h)
 }
 
 // q (B, H, L, E), k/v (B, Hkv, S, E/Ev), dout (B, H, L, Ev) -> dk, dv, and dq_accum (float32
