@@ -87,6 +87,7 @@ __global__ void __launch_bounds__(128) v4_mask_pack_kernel(const uint8_t* __rest
 
   uint32_t any_vis = 0, all_vis = 0xffffffffu;  // over this warp's rows < L
   uint32_t col_vis[kMaskWords] = {0, 0, 0, 0};   // keys seen by some row, per word (lane 0 keeps them)
+#pragma unroll 4  // 16 independent byte loads in flight per lane
   for (int r = warp; r < kMaskBM; r += 4) {
     const int64_t row = m_blk * kMaskBM + r;
     uint32_t w[kMaskWords];
