@@ -31,10 +31,10 @@ def rand(*shape, dtype):
     return torch.randn(*shape, device=DEV, dtype=torch.float32).to(dtype)
 
 
-def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
-    out, lse = fa.flash_attention(q, k, v, scale=scale, causal=causal, return_lse=True, kernel=kernel)
-    ref, ref_lse = attention_reference(q, k, v, scale=scale, causal=causal)
-    low, _ = attention_reference(q, k, v, scale=scale, causal=causal, dtype=q.dtype)
+def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma", mask=None):
+    out, lse = fa.flash_attention(q, k, v, scale=scale, mask=mask, causal=causal, return_lse=True, kernel=kernel)
+    ref, ref_lse = attention_reference(q, k, v, scale=scale, mask=mask, causal=causal)
+    low, _ = attention_reference(q, k, v, scale=scale, mask=mask, causal=causal, dtype=q.dtype)
     err = (out.double() - ref).abs().max().item()
     amax = ref.abs().max().item()
     low_err = (low.double() - ref).abs().max().item()
@@ -48,14 +48,132 @@ def check(name, q, k, v, causal=False, scale=None, kernel="v4_wgmma"):
         not fin.any() or (lse[fin].double() - ref_lse[fin]).abs().max().item()
         <= 1e-2 + 1e-3 * ref_lse[fin].abs().max().item())
     nan = torch.isnan(out).any().item()
-    ok = math.isfinite(err) and err <= tol and lse_ok and not nan
+    # Rows that see no key: exactly 0 and -inf (the reference gives the same; checked apart from the
+    # tolerance so a wrong "empty row" cannot hide under it).
+    empty = ~fin
+    empty_ok = not empty.any() or (bool((out[empty] == 0).all()) and bool((lse[empty] == float("-inf")).all()))
+    ok = math.isfinite(err) and err <= tol and lse_ok and not nan and empty_ok
     key = str(q.dtype).split(".")[1] + " " + name.split(" ")[0]
     s = stats.setdefault(key, [0, 0, 0.0])
     s[0] += 1
     s[1] += ok
     s[2] = max(s[2], err / max(amax, 1e-6))
     if not ok:
-        failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan}")
+        failures.append(f"{key} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {nan} empty_ok {empty_ok}")
+    return out, lse
+
+
+def blocky_mask(shape, p=0.5):
+    """Random keep with whole 128 x 128 tiles hidden / kept and a few fully masked rows: every tile
+    class of the v4 pre-pass (none, all, partial) and rows with no visible key."""
+    keep = torch.rand(shape, device=DEV) < p
+    if shape[-1] > 1 and shape[-2] > 1:
+        keep[..., :128, 128:256] = False
+        keep[..., 128:256, :128] = True
+        keep[..., 5:9, :] = False
+    return keep
+
+
+def masked_correctness(loop):
+    """Bool masks through v4 (bits packed per 128 x 128 tile): broadcast forms read in place, tails,
+    causal both ways with the mask, fully masked rows and blocks, GQA, NaN at keys the mask hides."""
+    set_variant(loop)
+    shapes = [(97, 113), (300, 257), (1025, 1025), (1, 1025), (1025, 1), (128, 256), (640, 384), (257, 2100)]
+    B, H = 2, 3
+    for dt, E in itertools.product((torch.bfloat16, torch.float16), (64, 128)):
+        for L, S in shapes:
+            q, k, v = rand(B, H, L, E, dtype=dt), rand(B, H, S, E, dtype=dt), rand(B, H, S, E, dtype=dt)
+            forms = {"LS": (L, S), "B1LS": (B, 1, L, S), "1HLS": (1, H, L, S), "BHLS": (B, H, L, S),
+                     "B11S": (B, 1, 1, S), "L1": (L, 1)}
+            for (fname, shape), causal in itertools.product(forms.items(), (False, "top_left", "bottom_right")):
+                check(f"{loop} mask {fname} L{L} S{S} E{E} causal={causal}", q, k, v, causal=causal,
+                      mask=blocky_mask(shape))
+            # Views: an expanded (stride-0) (L, S) mask and a transposed-storage one.
+            m = blocky_mask((L, S))
+            check(f"{loop} mask expanded L{L} S{S} E{E}", q, k, v, mask=m.expand(B, H, L, S))
+            check(f"{loop} mask transposed L{L} S{S} E{E}", q, k, v, causal="bottom_right",
+                  mask=m.t().contiguous().t())
+        L, S = 333, 517
+        q, k, v = rand(2, 8, L, E, dtype=dt), rand(2, 2, S, E, dtype=dt), rand(2, 2, S, E, dtype=dt)
+        for causal in (False, "top_left", "bottom_right"):
+            check(f"{loop} mask gqa E{E} causal={causal}", q, k, v, causal=causal, mask=blocky_mask((2, 8, L, S)))
+        for p in (0.0, 1.0, 0.02):
+            check(f"{loop} mask keep={p} E{E}", q, k, v, mask=torch.rand(L, S, device=DEV) < p)
+            check(f"{loop} mask keep={p} E{E} causal", q, k, v, mask=torch.rand(L, S, device=DEV) < p, causal=True)
+        # Keys the mask hides from every query (key padding) hold NaN/Inf: the result must not move.
+        pad = torch.ones(2, 1, 1, S, dtype=torch.bool, device=DEV)
+        pad[0, ..., 200:] = False
+        pad[1, ..., 7] = pad[1, ..., 130:140] = False
+        clean, clean_lse = check(f"{loop} mask key padding E{E}", q, k, v, mask=pad)
+        kx, vx = k.clone(), v.clone()
+        hidden = ~pad[:, 0, 0, :]
+        kx[hidden[:, None, :, None].expand_as(kx)] = float("nan")
+        vx[hidden[:, None, :, None].expand_as(vx)] = float("inf")
+        out, lse = fa.flash_attention(q, kx, vx, mask=pad, return_lse=True, kernel="v4_wgmma")
+        if not (torch.equal(out, clean) and torch.equal(lse, clean_lse)):
+            failures.append(f"{loop} {dt} E{E}: NaN/Inf at keys the mask hides from every query changed the result")
+        # Many CTAs reading one (L, S) slice, more work items than SMs, a long key range.
+        q, k, v = (rand(2, 16, 1500, E, dtype=dt) for _ in range(3))
+        for causal in (False, "top_left"):
+            check(f"{loop} mask many items L1500 E{E} causal={causal}", q, k, v, causal=causal,
+                  mask=torch.rand(1500, 1500, device=DEV) < 0.5)
+        q, k, v = rand(1, 8, 256, E, dtype=dt), rand(1, 2, 16000, E, dtype=dt), rand(1, 2, 16000, E, dtype=dt)
+        check(f"{loop} mask long S16000 gqa E{E}", q, k, v, mask=blocky_mask((1, 1, 256, 16000)), causal="bottom_right")
+        # The same inputs twice must give the same bits.
+        q, k, v = (rand(4, 16, 2048, E, dtype=dt) for _ in range(3))
+        m = torch.rand(2048, 2048, device=DEV) < 0.5
+        for causal in (False, True):
+            a = fa.flash_attention(q, k, v, mask=m, causal=causal, kernel="v4_wgmma")
+            b = fa.flash_attention(q, k, v, mask=m, causal=causal, kernel="v4_wgmma")
+            if not torch.equal(a, b):
+                failures.append(f"{loop} {dt} E{E} mask causal={causal}: two runs differ")
+    # Float masks stay on v3: explain must say so.
+    q, k, v = (rand(1, 2, 64, 128, dtype=torch.bfloat16) for _ in range(3))
+    why_bool = fa.explain(q, k, v, mask=torch.rand(64, 64, device=DEV) < 0.5)
+    why_float = fa.explain(q, k, v, mask=torch.zeros(64, 64, device=DEV))
+    print("explain (bool mask):", why_bool)
+    print("explain (float mask):", why_float)
+    if why_bool["kernel"] != "v4_wgmma" or why_float["kernel"] != "v3_mma" or "float" not in str(why_float):
+        failures.append(f"explain with masks: {why_bool} / {why_float}")
+    clear_variant()
+
+
+def bench_mask(dt=torch.bfloat16, E=128, N=4096):
+    """The issue's shape (B*N = 16k, H = 2048 / E) with masks: v4 masked vs v4 unmasked vs v3 masked vs
+    SDPA efficient and cuDNN with the same mask. TFLOP/s counted as if unmasked (/2 with causal)."""
+    B, H = max(16384 // N, 1), 2048 // E
+    q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
+    rand50 = torch.rand(N, N, device=DEV) < 0.5
+    pad = torch.ones(B, 1, 1, N, dtype=torch.bool, device=DEV)
+    for b in range(B):
+        pad[b, ..., N - (b + 1) * N // (2 * B):] = False  # key padding: 1/8 .. 1/2 of the keys
+    cases = [("rand50 (L,S)", rand50, False), ("rand50 (L,S) causal", rand50, True),
+             ("all-true (L,S)", torch.ones(N, N, dtype=torch.bool, device=DEV), False),
+             ("key padding (B,1,1,S)", pad, False)]
+    rows = []
+    for name, mask, causal in cases:
+        flops = 4 * B * H * N * N * E / (2 if causal else 1)
+        r = {"mask": name, "dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
+        ours = {"v4_mask": ("v4_wgmma", mask), "v4_nomask": ("v4_wgmma", None), "v3_mask": ("v3_mma", mask)}
+        for col, (kern, m) in ours.items():
+            r[col] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, mask=m, causal=causal, kernel=kern)) / 1e9
+        for col, be in (("sdpa_eff", SDPBackend.EFFICIENT_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+            # SDPA takes a bool mask with is_causal=False only: fold causal into the mask for it.
+            sm = mask
+            if causal:
+                sm = mask & torch.ones(N, N, dtype=torch.bool, device=DEV).tril()
+            def run(be=be, sm=sm):
+                with sdpa_kernel(be):
+                    return F.scaled_dot_product_attention(q, k, v, attn_mask=sm)
+            try:
+                run()
+                r[col] = flops / bench_ms(run) / 1e9
+            except RuntimeError as e:
+                r[col] = float("nan")
+                print(f"{col} declined {name}: {str(e).splitlines()[0][:120]}")
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    return rows
 
 
 # The environment of each variant: "v4" is the default choice of loop, tile and grid (persistent
@@ -191,22 +309,30 @@ def main():
     ap.add_argument("--ns", default="512,1024,4096,16384")
     ap.add_argument("--dtypes", default="bfloat16,float16")
     ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--mask-only", action="store_true",
+                    help="only the bool-mask sweep and the mask timing rows (the unmasked paths are unchanged)")
+    ap.add_argument("--no-mask", action="store_true", help="skip the bool-mask sweep and timing rows")
     args = ap.parse_args()
     torch.manual_seed(0)
     head_dims = [int(e) for e in args.head_dims.split(",")]
     if not args.no_check:
         for loop in LOOPS:
-            correctness(loop, head_dims)
-        explain_check()
+            if not args.mask_only:
+                correctness(loop, head_dims)
+            if not args.no_mask and loop == LOOPS[0]:  # the masked path ignores the variants' switches
+                masked_correctness(loop)
+        if not args.mask_only:
+            explain_check()
         for f in failures:
             print("FAIL", f)
         for key, (n, ok, rel) in stats.items():
             print(f"correctness {key}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-    rows = [] if args.no_bench else bench([int(n) for n in args.ns.split(",")], dtypes, head_dims)
+    rows = [] if args.no_bench or args.mask_only else bench([int(n) for n in args.ns.split(",")], dtypes, head_dims)
+    mask_rows = [] if args.no_bench or args.no_mask else bench_mask()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
+            json.dump({"failures": failures, "stats": stats, "bench": rows, "bench_mask": mask_rows}, f, indent=1)
     if rows:
         head = "".join(f" {loop:>10}" for loop in BENCH)
         ratios = "".join(f" {loop[:9] + '/cud':>13}" for loop in BENCH)
@@ -216,6 +342,14 @@ def main():
             rel = "".join(f" {r[loop] / r['cudnn']:13.2f}" for loop in BENCH)
             print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3}{vals} {r['flash']:6.1f} {r['cudnn']:6.1f}"
                   f"{rel}")
+    if mask_rows:
+        print(f"\n{'mask (bf16 E=128 N=4096, TFLOP/s as if unmasked)':48} {'v4_mask':>8} {'v4_nomask':>9} {'v3_mask':>8}"
+              f" {'sdpa_eff':>8} {'cudnn':>7} {'v4m/v4':>7} {'v4m/eff':>8} {'v4m/cud':>8}")
+        for r in mask_rows:
+            print(f"{r['mask']:48} {r['v4_mask']:8.1f} {r['v4_nomask']:9.1f} {r['v3_mask']:8.1f} {r['sdpa_eff']:8.1f}"
+                  f" {r['cudnn']:7.1f} {r['v4_mask'] / r['v4_nomask']:7.2f} {r['v4_mask'] / r['sdpa_eff']:8.2f}"
+                  f" {r['v4_mask'] / r['cudnn']:8.2f}")
+        print("targets (rand50 (L,S)): v4m/v4 >= 0.80 and v4m/eff >= 2.0")
     print(f"{len(failures)} failures")
     return 1 if failures else 0
 

@@ -30,7 +30,12 @@ echo "build done at $(( $(date +%s) - start )) s"
 san=(${V4_SAN:-memcheck:v4_persist7 synccheck:v4_persist7 racecheck:v4_persist7 memcheck:v4})
 san_s=${V4_SAN_S:-160}
 left=$(( ${V4_BUDGET_S:-520} - ($(date +%s) - start) - san_s ))
-PYTHONPATH=$PWD timeout $(( left > 30 ? left : 30 )) python3 scripts/check_v4.py --json "$OUT/check.json" "$@" \
+# The bool-mask sweep and timing rows have their own script (scripts/v4_mask_device_run.sh); V4_MASK=1 adds
+# them here too.
+mask_flag=(--no-mask)
+[ "${V4_MASK:-0}" = 1 ] && mask_flag=()
+PYTHONPATH=$PWD timeout $(( left > 30 ? left : 30 )) python3 scripts/check_v4.py --json "$OUT/check.json" \
+  "${mask_flag[@]}" "$@" \
   >"$OUT/check.log" 2>&1
 check_rc=$?
 echo "check rc=$check_rc at $(( $(date +%s) - start )) s"

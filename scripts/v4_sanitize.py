@@ -6,8 +6,14 @@ E = 256 (one 128 x 80 tile, one-CTA kernel) gets its own, shorter list: key and 
 V4_SAN_E picks the head dims (comma-separated, 64,128,256 by default).
 
     compute-sanitizer --tool synccheck python scripts/v4_sanitize.py
+    compute-sanitizer --tool memcheck python scripts/v4_sanitize.py --mask   # bool masks only
+
+--mask runs the bool-mask path instead (pre-pass + masked kernel): tails on both axes, every
+broadcast form, causal both ways, a key-padding mask (V rows zeroed in shared memory), fully
+masked rows and query blocks with no visible tile.
 """
 import os
+import sys
 
 import torch
 
@@ -20,10 +26,25 @@ CASES_256 = ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bot
              (2, 200, 330, True), (4, 1000, 300, "bottom_right"))
 
 torch.manual_seed(0)
-for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,256").split(",")):
-    for H, L, S, causal in CASES_256 if E == 256 else CASES:
-        q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
-        k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
-        fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
+if "--mask" in sys.argv:
+    for E in (64, 128):
+        for H, L, S, causal in ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),
+                                (2, 129, 700, False), (4, 1000, 300, "bottom_right")):
+            q = torch.randn(2, H, L, E, device="cuda", dtype=torch.bfloat16)
+            k, v = (torch.randn(2, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+            for shape in ((L, S), (2, 1, L, S), (1, H, L, S), (2, H, L, S), (2, 1, 1, S)):
+                mask = torch.rand(shape, device="cuda") < 0.5
+                if len(shape) == 4 and shape[2] > 1:
+                    mask[..., :128, 128:256] = False  # a tile nobody sees
+                    mask[..., 3, :] = False  # a fully masked row
+                if shape == (2, 1, 1, S):
+                    mask[0, ..., S // 2:] = False  # key padding: hidden keys, zeroed V rows
+                fa.flash_attention(q, k, v, mask=mask, causal=causal, kernel="v4_wgmma")
+else:
+    for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,256").split(",")):
+        for H, L, S, causal in CASES_256 if E == 256 else CASES:
+            q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
+            k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+            fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
 torch.cuda.synchronize()
 print("v4_sanitize: done")

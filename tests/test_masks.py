@@ -115,3 +115,42 @@ def test_masks_in_half_precision(device, kernel, gen, dtype):
     q, k, v = qkv(gen, B=B, H=H, L=113, S=203, dtype=dtype, device=device)
     check(kernel, q, k, v, mask=bool_mask((B, 1, 113, 203), gen, device=device))
     check(kernel, q, k, v, mask=float_mask((113, 203), gen, dtype=dtype, device=device))
+
+
+# Shapes the Hopper rung takes (16-bit, E in {64, 128}): the tests above use E = 16, which v4_wgmma
+# declines, so these run every bool-mask path of v4 (bits packed per 128 x 128 tile: tiles nobody
+# sees skipped, tiles everybody sees unmasked, the rest masked) on every kernel. L and S cross
+# 128-row and 128-key tile edges with tails.
+FAST_B, FAST_H, FAST_L, FAST_S = 2, 3, 150, 290
+FAST_FORMS = [(FAST_L, FAST_S), (FAST_B, 1, FAST_L, FAST_S), (1, FAST_H, FAST_L, FAST_S),
+              (FAST_B, FAST_H, FAST_L, FAST_S), (FAST_B, 1, 1, FAST_S), (FAST_L, 1)]
+
+
+def _blocky_mask(shape, gen, device):
+    """A random mask with whole 128 x 128 tiles hidden and whole tiles kept, fully masked rows, and
+    a random part: every tile class of the v4 pre-pass."""
+    keep = torch.rand(shape, generator=gen) < 0.5
+    if len(shape) >= 2 and shape[-1] > 1 and shape[-2] > 1:
+        keep[..., :128, 128:256] = False
+        keep[..., :128, :128] = True
+        keep[..., 140:145, :] = False
+    return keep.to(device)
+
+
+@pytest.mark.parametrize("causal", [False, "top_left", "bottom_right"], ids=str)
+@pytest.mark.parametrize("shape", FAST_FORMS, ids=_id)
+def test_bool_mask_fast_path_shapes(device, kernel, gen, shape, causal):
+    E = 64 if causal == "top_left" else 128
+    q, k, v = qkv(gen, B=FAST_B, H=FAST_H, L=FAST_L, S=FAST_S, E=E, dtype=torch.bfloat16, device=device)
+    check(kernel, q, k, v, mask=_blocky_mask(shape, gen, device), causal=causal)
+
+
+@pytest.mark.parametrize("LS", [(300, 150), (1, 257), (129, 1)], ids=str)
+def test_bool_mask_fast_path_gqa_and_tails(device, kernel, gen, LS):
+    L, S = LS
+    q, k, v = qkv(gen, B=2, H=4, Hkv=2, L=L, S=S, E=64, dtype=torch.float16, device=device)
+    keep = bool_mask((2, 1, L, S), gen, keep=0.5, device=device)
+    keep[0, 0, : L // 2] = False  # fully masked rows in batch 0
+    out, lse = check(kernel, q, k, v, mask=keep, causal="bottom_right")
+    check(kernel, q, k, v, mask=keep)
+    assert not out.isnan().any()

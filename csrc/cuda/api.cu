@@ -29,8 +29,14 @@ struct CudaKernel {
 
 // v4 encodes its TMA maps before it launches. If the driver refuses one (an old driver, a
 // layout v4_wgmma_supports let through), nothing ran and the tensor-core rung takes the call.
+// A bool mask gets its packed bits and tile lists in a workspace from the caching allocator on
+// the current stream (stream-ordered: no host sync, fine under CUDA-graph capture).
 void launch_v4_or_v3(const FwdParams& p, cudaStream_t stream) {
-  if (cuda::launch_v4_wgmma(p, stream)) return;
+  at::Tensor workspace;
+  const int64_t ws_bytes = cuda::v4_wgmma_workspace_bytes(p);
+  if (ws_bytes > 0)
+    workspace = at::empty({ws_bytes}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA, c10::cuda::current_device()));
+  if (cuda::launch_v4_wgmma(p, stream, ws_bytes > 0 ? workspace.data_ptr() : nullptr)) return;
   TORCH_WARN_ONCE("flash_attention: the driver refused a TMA tensor map for v4_wgmma; running v3_mma instead");
   cuda::launch_v3_mma(p, stream);
 }
@@ -243,7 +249,11 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
   }
   std::string v4_why;
   if (cuda::v4_wgmma_supports(p, sm, &v4_why))
-    return {"v4_wgmma", "sm_90, 16-bit, E == Ev in {64, 128, 256}, no mask, TMA-aligned rows: the Hopper rung is the fastest"};
+    return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev in {64, 128, 256}, ") +
+                            (p.mask_kind == MaskKind::kBool
+                                 ? "a bool mask (packed to bits and classified per 128 x 128 tile once per call)"
+                                 : "no mask") +
+                            ", TMA-aligned rows: the Hopper rung is the fastest"};
   if (sm >= 80) {
     if (p.dtype != ScalarKind::kFloat32)
       return {"v3_mma", "sm80+ and 16-bit inputs: the tensor-core rung is the fastest" +

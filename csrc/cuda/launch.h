@@ -16,9 +16,12 @@ void launch_v0_naive(const FwdParams& p, cudaStream_t stream);
 void launch_v1_tiled(const FwdParams& p, cudaStream_t stream);
 void launch_v2_warp(const FwdParams& p, cudaStream_t stream);
 void launch_v3_mma(const FwdParams& p, cudaStream_t stream);
-// Hopper rung (sm_90a): 16-bit, E == Ev in {64, 128}, no mask, TMA-aligned rows. Returns false,
-// having launched nothing, if the driver refuses a tensor map; the caller then picks another rung.
-bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream);
+// Hopper rung (sm_90a): 16-bit, E == Ev in {64, 128}, no mask or a bool mask, TMA-aligned rows.
+// Returns false, having launched nothing, if the driver refuses a tensor map (or a bool mask
+// comes without workspace); the caller then picks another rung. A bool mask needs a device
+// workspace of v4_wgmma_workspace_bytes(p) bytes (256-byte aligned), used in stream order.
+bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream, void* workspace = nullptr);
+int64_t v4_wgmma_workspace_bytes(const FwdParams& p);
 // Whether v4 takes these inputs on a device of compute capability `sm`; if not, why.
 bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why);
 

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "../../launch.h"
+#include "mask_bits.cuh"
 #include "run.h"
 
 namespace flash_attn_ext::cuda {
@@ -33,7 +34,14 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   if (sm != 90) return no("needs compute capability 9.0 exactly (sm_90a instructions)");
   if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) return no("takes float16/bfloat16 only");
   if (p.E != p.Ev || (p.E != 64 && p.E != 128 && p.E != 256)) return no("takes E == Ev in {64, 128, 256} only");
-  if (p.mask_kind != MaskKind::kNone) return no("takes no mask");
+  if (p.mask_kind == MaskKind::kFloat)
+    return no("takes bool masks but not float (additive) masks yet: those run on v3_mma");
+  if (p.mask_kind == MaskKind::kBool) {
+    if (p.E == 256) return no("takes bool masks at E in {64, 128} only (no masked E = 256 kernel yet)");
+    const v4::MaskLayout lay = v4::MaskLayout::make(p.B, p.H, p.L, p.S, p.m_sb, p.m_sh);
+    if (lay.MB * lay.MH * lay.MT * lay.NT >= (int64_t(1) << 31) - 1 || lay.NT >= (int64_t(1) << 24))
+      return no("takes bool masks only up to 2^31 128 x 128 mask tiles");
+  }
   if (!tma_ok(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) || !tma_ok(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
       !tma_ok(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
     return no("needs 16-byte aligned q/k/v rows and strides (TMA)");
@@ -45,7 +53,20 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   return true;
 }
 
-bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream) {
+int64_t v4_wgmma_workspace_bytes(const FwdParams& p) {
+  if (p.mask_kind != MaskKind::kBool) return 0;
+  return v4::MaskLayout::make(p.B, p.H, p.L, p.S, p.m_sb, p.m_sh).bytes;
+}
+
+bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream, void* workspace) {
+  if (p.mask_kind == MaskKind::kBool) {
+    if (workspace == nullptr) return false;
+    if (p.dtype == ScalarKind::kBFloat16)
+      return p.E == 64 ? v4::run_v4_masked<__nv_bfloat16, 64>(p, workspace, stream)
+                       : v4::run_v4_masked<__nv_bfloat16, 128>(p, workspace, stream);
+    return p.E == 64 ? v4::run_v4_masked<__half, 64>(p, workspace, stream)
+                     : v4::run_v4_masked<__half, 128>(p, workspace, stream);
+  }
   const bool causal = p.causal != CausalMode::kNone;
   if (p.dtype == ScalarKind::kBFloat16)
     return causal ? run_e<__nv_bfloat16, true>(p, stream) : run_e<__nv_bfloat16, false>(p, stream);
