@@ -55,6 +55,7 @@ def check(name, mode, q, k, v, mask=None, causal=False, scale=None, prec="auto")
     s[2] = max(s[2], err / max(amax, 1e-6))
     if not ok:
         failures.append(f"{mode} rows={os.environ.get('FLASH_ATTN_EXT_V3_ROWS', 'default')} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {torch.isnan(out).any().item()}")
+        print("FAIL", failures[-1], flush=True)  # at once: a run cut by a timeout still shows it
     return ok
 
 
@@ -292,9 +293,8 @@ def main():
             else:
                 os.environ["FLASH_ATTN_EXT_V3_ROWS"] = rv
             correctness(args.quick, args.modes)
+            print(f"correctness rows={rv or 'default'} done, {len(failures)} failures so far", flush=True)
         os.environ.pop("FLASH_ATTN_EXT_V3_ROWS", None)
-        for f in failures:
-            print("FAIL", f)
         for mode, (n, ok, rel) in stats.items():
             print(f"correctness {mode}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
         print("fp32 max error / max|ref| at E=128 N=4096:", fp32_errors())

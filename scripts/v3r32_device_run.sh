@@ -30,7 +30,7 @@ wait $p_mem; rc_mem=$?
 wait $p_race; rc_race=$?
 echo "checks done: $(( $(date +%s) - t0 )) s"
 
-echo "== check_v3 (rc $rc_check)"; grep -E "^FAIL|^correctness|failures$" "$OUT/check.log" | head -40
+echo "== check_v3 (rc $rc_check)"; grep -E "^FAIL|^correctness|failures$|Error|error" "$OUT/check.log" | head -40
 echo "== pytest -k v3, default rows (rc $rc_test)"; tail -4 "$OUT/pytest.log"
 echo "== memcheck (rc $rc_mem)"; grep -E "ERROR SUMMARY|v3_sanitize|Error" "$OUT/memcheck.log" | head -8
 echo "== racecheck (rc $rc_race)"; grep -E "RACECHECK SUMMARY|ERROR SUMMARY|v3_sanitize|hazard" "$OUT/racecheck.log" | head -8

@@ -9,16 +9,8 @@
 // mask is classified per warp tile (all visible / none / partial) by two votes.
 // Bought (H200, bf16, E=128, N=4096, B*N=16k): 223 TFLOP/s, 1.35x SDPA's efficient backend but
 // only 0.65x its flash backend (FA2); ladder and misses in benchmarks/NOTES_v3.md.
-//
-// Step 3 (ROWS = 32, 16-bit modes, head dims <= 128; FLASH_ATTN_EXT_V3_ROWS=16|32 picks per call,
-// the default per bucket is in tile_sizes.h): each warp owns two m16 row blocks (32 query rows,
-// FA2's sm80 split at E=128: 4 warps x 32 rows, 64 keys), so every K and V fragment that
-// ldmatrix reads from shared memory feeds two mmas instead of one: P*V's smem bytes per mma halve
-// (256 -> 128), Q*K^T's go 256 -> 192 (Q is re-read per k-step from E=64 up, as FA2 does: its
-// fragments would not fit beside O and S), and each warp has twice the independent mmas in flight.
-// Tile classification (votes), causal skips and the zero-weight-key guard now cover the warp's 32
-// rows; P*V is one body with run-time key masks (all ones on unmasked tiles). Should buy ~1.3x over
-// ROWS = 16 (arithmetic and prediction in NOTES_v3.md step 3; not yet measured).
+// This is the 16-rows-per-warp rung (FLASH_ATTN_EXT_V3_ROWS=16, and every float32 mode and head
+// dim above 128); kernel_rows32.cuh is the next one, 32 rows per warp (step 3).
 #pragma once
 
 #include <cmath>
@@ -32,6 +24,7 @@
 #include "tile_copy.cuh"
 #include "tile_sizes.h"
 #include "warp_mma16.cuh"
+#include "warp_mma16r.cuh"
 #include "warp_mma32.cuh"
 
 namespace flash_attn_ext::cuda::v3 {
@@ -39,7 +32,7 @@ namespace flash_attn_ext::cuda::v3 {
 template <Mode M, int HD, int ROWS = 16>
 struct KernelConfig {
   using Tiles = TileSizes<M, HD, ROWS>;
-  static constexpr int kRows = ROWS, kR = ROWS / 16;  // query rows per warp, m16 row blocks per warp
+  static constexpr int kR = ROWS / 16;  // m16 row blocks per warp
   static constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kMinBlocks = Tiles::kMinBlocks;
   static constexpr int kWarps = kBlockM / ROWS, kThreads = kWarps * 32;
   static constexpr bool kFp32 = is_fp32(M);
@@ -47,7 +40,8 @@ struct KernelConfig {
   static constexpr int kQKPitch = HD + 8;              // see warp_mma16.cuh / warp_mma32.cuh for why
   static constexpr int kVPitch = kFp32 ? HD + 4 : HD + 8;
   using Mma = std::conditional_t<kFp32, WarpMma32<M == Mode::kTf32x3, HD, kBlockN, kQKPitch, kVPitch>,
-                                 WarpMma16<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs, kR>>;
+                                 std::conditional_t<kR == 1, WarpMma16<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs>,
+                                                    WarpMma16R<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs, kR>>>;
   static_assert(!kFp32 || kR == 1, "float32 modes: 16 rows per warp");
   static constexpr int kQElems = kBlockM * kQKPitch, kKElems = kBlockN * kQKPitch, kVElems = kBlockN * kVPitch;
   static constexpr size_t kSmemBytes = sizeof(Elem) * (kQElems + 2 * kKElems + 2 * kVElems);
@@ -62,12 +56,11 @@ __device__ __forceinline__ void store_pair(Elem* dst, float x, float y, bool bf1
   }
 }
 
-template <Mode M, int HD, bool CAUSAL, int ROWS>
-__global__ void __launch_bounds__(KernelConfig<M, HD, ROWS>::kThreads, KernelConfig<M, HD, ROWS>::kMinBlocks)
-    v3_fwd_kernel(const __grid_constant__ V3Args a) {
-  using Cfg = KernelConfig<M, HD, ROWS>;
+template <Mode M, int HD, bool CAUSAL>
+__global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kernel(const __grid_constant__ V3Args a) {
+  using Cfg = KernelConfig<M, HD>;
   using Elem = typename Cfg::Elem;
-  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads, R = Cfg::kR, WR = ROWS;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
   constexpr int QKP = Cfg::kQKPitch, VP = Cfg::kVPitch;
   const FwdParams& p = a.p;
 
@@ -110,30 +103,33 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, ROWS>::kThreads, KernelCon
   ptx::cp_async_commit();
 
   typename Cfg::Mma mma;
-  const Elem* sQw = sQ + warp * WR * QKP;
+  const Elem* sQw = sQ + warp * 16 * QKP;
   ptx::cp_async_wait<1>();
   __syncthreads();
   mma.load_q(sQw, lane);
 
-  float O[R][HD / 8][4];
-  float m[R][2], l[R][2];
+  float O[HD / 8][4];
 #pragma unroll
-  for (int rb = 0; rb < R; ++rb) {
-#pragma unroll
-    for (int i = 0; i < HD / 8; ++i) O[rb][i][0] = O[rb][i][1] = O[rb][i][2] = O[rb][i][3] = 0.f;
-    m[rb][0] = m[rb][1] = -INFINITY;
-    l[rb][0] = l[rb][1] = 0.f;
-  }
+  for (int i = 0; i < HD / 8; ++i) O[i][0] = O[i][1] = O[i][2] = O[i][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 
-  const int64_t r0 = m0 + warp * WR;     // the warp's first row
-  const int64_t row_g = r0 + g;          // this thread's rows: row_g + 16 rb and row_g + 16 rb + 8
+  const int64_t r0 = m0 + warp * 16;     // the warp's first row
+  const int64_t row_g = r0 + g;          // this thread's rows: row_g and row_g + 8
   const int64_t off = p.causal_offset;
   const float c = a.prescale ? 1.f : p.scale_log2;
   const bool has_bool = p.mask_kind == MaskKind::kBool, has_float = p.mask_kind == MaskKind::kFloat;
-  // Mask element offset of row row_g; thread row (rb, r) is row_g + 16 rb + 8 r, at
-  // mbase + (16 rb + 8 r) * m_sl. One 64-bit value live across the key loop (not one per row:
-  // at 32 rows per warp those registers pushed the loop into spills).
-  const int64_t mbase = p.mask_kind == MaskKind::kNone ? 0 : b * p.m_sb + h * p.m_sh + row_g * p.m_sl;
+  const uint8_t* mrow[2] = {nullptr, nullptr};
+  int64_t mrow_off[2] = {-1, -1};  // float-mask element offset of each thread row, -1 past L
+  if (p.mask_kind != MaskKind::kNone) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t row = row_g + 8 * r;
+      if (row < p.L) {
+        mrow_off[r] = b * p.m_sb + h * p.m_sh + row * p.m_sl;
+        if (has_bool) mrow[r] = static_cast<const uint8_t*>(p.mask) + mrow_off[r];
+      }
+    }
+  }
 
   for (int j = 0; j < n_tiles; ++j) {
     ptx::cp_async_wait<0>();
@@ -143,122 +139,83 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, ROWS>::kThreads, KernelCon
 
     const int64_t n0 = int64_t(j) * BN;
     // Warp-uniform: rows past L, or keys all right of this warp's last causal key.
-    if (r0 >= p.L || (CAUSAL && n0 > r0 + WR - 1 + off)) continue;
+    if (r0 >= p.L || (CAUSAL && n0 > r0 + 15 + off)) continue;
 
     bool masked = n0 + BN > p.S || (CAUSAL && n0 + BN - 1 > r0 + off) ||
-                  (p.mask_kind != MaskKind::kNone && r0 + WR > p.L);
+                  (p.mask_kind != MaskKind::kNone && r0 + 16 > p.L);
     // Mask loads go out before Q*K^T and are first used after it: the products hide their latency.
-    Bits<BN> mask_bits[R];
-#pragma unroll
-    for (int rb = 0; rb < R; ++rb) {
-      mask_bits[rb] = full_bits<BN>();
-      if (has_bool) {
-        const uint8_t* mrow[2];  // nullptr for rows past L
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-          mrow[r] = row_g + 16 * rb + 8 * r < p.L
-                        ? static_cast<const uint8_t*>(p.mask) + mbase + (16 * rb + 8 * r) * p.m_sl
-                        : nullptr;
-        mask_bits[rb] = bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss);
-      }
-    }
+    const Bits<BN> mask_bits = has_bool ? bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss) : full_bits<BN>();
 
-    float S[R][BN / 8][4];
+    float S[BN / 8][4];
 #pragma unroll
-    for (int rb = 0; rb < R; ++rb)
-#pragma unroll
-      for (int i = 0; i < BN / 8; ++i) S[rb][i][0] = S[rb][i][1] = S[rb][i][2] = S[rb][i][3] = 0.f;
+    for (int i = 0; i < BN / 8; ++i) S[i][0] = S[i][1] = S[i][2] = S[i][3] = 0.f;
     mma.qk(S, sQw, sK + (j & 1) * Cfg::kKElems, lane);
 
-    // vis[rb]: the scores of row block rb that are visible (masking.cuh's bit layout).
-    Bits<BN> vis[R];
-    bool none = true, all = true;
-#pragma unroll
-    for (int rb = 0; rb < R; ++rb) {
-      vis[rb] = masked ? bounds_bits<BN, CAUSAL>(row_g + 16 * rb, n0 + 2 * t, p.L, p.S, off) : full_bits<BN>();
-      if (has_bool) vis[rb] &= mask_bits[rb];
-      none = none && vis[rb] == 0;
-      all = all && vis[rb] == full_bits<BN>();
+    Bits<BN> vis = masked ? bounds_bits<BN, CAUSAL>(row_g, n0 + 2 * t, p.L, p.S, off) : full_bits<BN>();
+    if (has_bool) {
+      vis &= mask_bits;
+      masked = true;
     }
-    if (has_bool) masked = true;
     if (masked && !has_float) {
-      if (__all_sync(0xffffffffu, none)) continue;  // nothing visible: no softmax update, no P*V
-      if (__all_sync(0xffffffffu, all)) masked = false;
+      if (__all_sync(0xffffffffu, vis == 0)) continue;  // nothing visible: no softmax update, no P*V
+      if (__all_sync(0xffffffffu, vis == full_bits<BN>())) masked = false;
     }
 
     if (a.prescale) {
 #pragma unroll
-      for (int rb = 0; rb < R; ++rb)
+      for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            float s = S[rb][nb][e] * p.scale_log2;
-            if (has_float && ((vis[rb] >> (nb * 4 + e)) & 1)) {
-              // A set vis bit implies the row is below L (bounds_bits ran: the tile is masked).
-              const float bias = load_bias(p.mask,
-                                           mbase + (16 * rb + 8 * (e >> 1)) * p.m_sl +
-                                               (n0 + nb * 8 + 2 * t + (e & 1)) * p.m_ss,
-                                           p.mask_dtype);
-              if (bias == -INFINITY) vis[rb] &= ~(Bits<BN>{1} << (nb * 4 + e));
-              s = fmaf(bias, 1.4426950408889634f, s);
-            }
-            S[rb][nb][e] = s;
+        for (int e = 0; e < 4; ++e) {
+          float s = S[nb][e] * p.scale_log2;
+          if (has_float && ((vis >> (nb * 4 + e)) & 1)) {
+            const float bias = load_bias(p.mask, mrow_off[e >> 1] + (n0 + nb * 8 + 2 * t + (e & 1)) * p.m_ss,
+                                         p.mask_dtype);
+            if (bias == -INFINITY) vis &= ~(Bits<BN>{1} << (nb * 4 + e));
+            s = fmaf(bias, 1.4426950408889634f, s);
           }
+          S[nb][e] = s;
+        }
       if (has_float) masked = true;
     }
     if (masked) {
 #pragma unroll
-      for (int rb = 0; rb < R; ++rb)
+      for (int nb = 0; nb < BN / 8; ++nb)
 #pragma unroll
-        for (int nb = 0; nb < BN / 8; ++nb)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (!((vis[rb] >> (nb * 4 + e)) & 1)) S[rb][nb][e] = -INFINITY;
+        for (int e = 0; e < 4; ++e)
+          if (!((vis >> (nb * 4 + e)) & 1)) S[nb][e] = -INFINITY;
     }
 
-#pragma unroll
-    for (int rb = 0; rb < R; ++rb) online_softmax(S[rb], O[rb], m[rb], l[rb], c);
+    online_softmax(S, O, m, l, c);
 
-    // Keys some row of either row block sees: the V fragments are shared by both.
-    Bits<BN> vis_any = vis[0];
-#pragma unroll
-    for (int rb = 1; rb < R; ++rb) vis_any |= vis[rb];
-    const Bits<BN> keys = masked ? warp_key_bits<BN>(vis_any) : Bits<BN>{0};
+    const Bits<BN> keys = masked ? warp_key_bits<BN>(vis) : Bits<BN>{0};
     constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
-    if constexpr (R > 1) {
-      // One P*V body (the AND with all-ones masks is 4 LOP3 per 4 mmas): half the code of two bodies.
-      mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, masked ? keys : kAllKeys);
-    } else if (masked && __any_sync(0xffffffffu, keys != kAllKeys)) {
+    if (masked && __any_sync(0xffffffffu, keys != kAllKeys))
       mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, keys);
-    } else {
+    else
       mma.template pv<false>(O, S, sV + (j & 1) * Cfg::kVElems, lane, Bits<BN>{0});
-    }
   }
 
   // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.
   ptx::cp_async_wait<0>();
   __syncthreads();
-  Elem* sO = sQ + warp * WR * QKP;
+  Elem* sO = sQ + warp * 16 * QKP;
 #pragma unroll
-  for (int rb = 0; rb < R; ++rb)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float lr = quad_sum(l[rb][r]);
-      const float inv = lr > 0.f ? 1.f / lr : 0.f;
-      const int64_t row = row_g + 16 * rb + 8 * r;
-      if (t == 0 && row < p.L) {
-        const float base = m[rb][r] == -INFINITY ? 0.f : m[rb][r] * c;
-        p.lse[bh * p.L + row] = lr > 0.f ? (base + log2f(lr)) * 0.6931471805599453f : -INFINITY;
-      }
-#pragma unroll
-      for (int nb = 0; nb < HD / 8; ++nb)
-        store_pair(sO + (16 * rb + g + 8 * r) * QKP + nb * 8 + 2 * t, O[rb][nb][2 * r] * inv,
-                   O[rb][nb][2 * r + 1] * inv, M == Mode::kBF16);
+  for (int r = 0; r < 2; ++r) {
+    const float lr = quad_sum(l[r]);
+    const float inv = lr > 0.f ? 1.f / lr : 0.f;
+    const int64_t row = row_g + 8 * r;
+    if (t == 0 && row < p.L) {
+      const float base = m[r] == -INFINITY ? 0.f : m[r] * c;
+      p.lse[bh * p.L + row] = lr > 0.f ? (base + log2f(lr)) * 0.6931471805599453f : -INFINITY;
     }
+#pragma unroll
+    for (int nb = 0; nb < HD / 8; ++nb)
+      store_pair(sO + (g + 8 * r) * QKP + nb * 8 + 2 * t, O[nb][2 * r] * inv, O[nb][2 * r + 1] * inv,
+                 M == Mode::kBF16);
+  }
   __syncwarp();
   if (r0 >= p.L) return;
-  const int rows_w = static_cast<int>(p.L - r0 < WR ? p.L - r0 : WR);
+  const int rows_w = static_cast<int>(p.L - r0 < 16 ? p.L - r0 : 16);
   Elem* og = static_cast<Elem*>(p.out) + b * p.o_sb + h * p.o_sh + r0 * p.o_sl;
   if (a.o_vec) {
     constexpr int kPer = 16 / sizeof(Elem);

@@ -1,8 +1,6 @@
-// Q*K^T and P*V for one warp's R x 16 query rows (R = 1 or 2 m16 row blocks) with 16-bit
-// operands: ldmatrix from padded shared memory (a row pitch of HD + 8 elements puts the 8
-// rows of each 8x8 tile in 8 different 16-byte bank groups, so every ldmatrix is
-// conflict-free) and mma m16n8k16. With R = 2 every K and V fragment loaded by ldmatrix
-// feeds the mmas of both row blocks: half the shared-memory bytes per mma.
+// Q*K^T and P*V for one warp's 16 query rows with 16-bit operands: ldmatrix from padded
+// shared memory (a row pitch of HD + 8 elements puts the 8 rows of each 8x8 tile in 8
+// different 16-byte bank groups, so every ldmatrix is conflict-free) and mma m16n8k16.
 #pragma once
 
 #include <cstdint>
@@ -32,12 +30,11 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
 }
 
 // PITCH: row pitch of the Q, K and V buffers in elements. Q_IN_REGS: Q's A fragments are
-// loaded once (R x HD/4 registers) instead of once per key tile. R: m16 row blocks per warp;
-// row block rb is rows 16 rb .. 16 rb + 15 of the warp's tile.
-template <bool BF16, int HD, int BN, int PITCH, bool Q_IN_REGS, int R = 1>
+// loaded once (HD/4 registers) instead of once per key tile.
+template <bool BF16, int HD, int BN, int PITCH, bool Q_IN_REGS>
 struct WarpMma16 {
   static constexpr int kK = HD / 16;  // k-steps of Q*K^T
-  uint32_t qf[R][Q_IN_REGS ? kK : 1][4];
+  uint32_t qf[Q_IN_REGS ? kK : 1][4];
 
   // sQ: the warp's first query row. Lane l addresses row l % 16, column block l / 16.
   __device__ __forceinline__ void load_q_frag(uint32_t (&a)[4], const uint16_t* sQ, int kk, int lane) const {
@@ -47,59 +44,45 @@ struct WarpMma16 {
   __device__ __forceinline__ void load_q(const uint16_t* sQ, int lane) {
     if constexpr (Q_IN_REGS) {
 #pragma unroll
-      for (int rb = 0; rb < R; ++rb)
-#pragma unroll
-        for (int kk = 0; kk < kK; ++kk) load_q_frag(qf[rb][kk], sQ + rb * 16 * PITCH, kk, lane);
+      for (int kk = 0; kk < kK; ++kk) load_q_frag(qf[kk], sQ, kk, lane);
     }
   }
 
-  // S (R x 16 x BN) = Q * K^T. One ldmatrix.x4 of K feeds two n8 blocks of every row block.
-  __device__ __forceinline__ void qk(float (&S)[R][BN / 8][4], const uint16_t* sQ, const uint16_t* sK,
-                                     int lane) const {
+  // S (16 x BN) = Q * K^T. One ldmatrix.x4 of K feeds two n8 blocks.
+  __device__ __forceinline__ void qk(float (&S)[BN / 8][4], const uint16_t* sQ, const uint16_t* sK, int lane) const {
     const int key = (lane / 16) * 8 + lane % 8, col = ((lane / 8) % 2) * 8;
 #pragma unroll
     for (int kk = 0; kk < kK; ++kk) {
-      uint32_t a[R][4];
+      uint32_t a[4];
+      if constexpr (Q_IN_REGS) {
 #pragma unroll
-      for (int rb = 0; rb < R; ++rb) {
-        if constexpr (Q_IN_REGS) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) a[rb][i] = qf[rb][kk][i];
-        } else {
-          load_q_frag(a[rb], sQ + rb * 16 * PITCH, kk, lane);
-        }
+        for (int i = 0; i < 4; ++i) a[i] = qf[kk][i];
+      } else {
+        load_q_frag(a, sQ, kk, lane);
       }
 #pragma unroll
       for (int nb = 0; nb < BN / 8; nb += 2) {
         uint32_t b[4];
         ptx::ldmatrix_x4(b, ptx::smem_addr(sK + (nb * 8 + key) * PITCH + kk * 16 + col));
-#pragma unroll
-        for (int rb = 0; rb < R; ++rb) {
-          mma16<BF16>(S[rb][nb], a[rb], b[0], b[1]);
-          mma16<BF16>(S[rb][nb + 1], a[rb], b[2], b[3]);
-        }
+        mma16<BF16>(S[nb], a, b[0], b[1]);
+        mma16<BF16>(S[nb + 1], a, b[2], b[3]);
       }
     }
   }
 
-  // O (R x 16 x HD) += P * V, P taken from the score registers (the accumulator layout of two
-  // n8 blocks is the A layout of one k16 step). With CLEAN, keys no row of this warp (of any
-  // row block) sees (bit nb*4 + e of `keys` clear) get V = 0, so NaN/Inf stored there cannot
-  // reach O through 0 * NaN.
+  // O (16 x HD) += P * V, P taken from the score registers (the accumulator layout of two
+  // n8 blocks is the A layout of one k16 step). With CLEAN, keys no row of this warp
+  // sees (bit nb*4 + e of `keys` clear) get V = 0, so NaN/Inf stored there cannot reach O
+  // through 0 * NaN.
   template <bool CLEAN, typename Bits>
-  __device__ __forceinline__ void pv(float (&O)[R][HD / 8][4], const float (&P)[R][BN / 8][4], const uint16_t* sV,
+  __device__ __forceinline__ void pv(float (&O)[HD / 8][4], const float (&P)[BN / 8][4], const uint16_t* sV,
                                      int lane, Bits keys) const {
     const int key = ((lane / 8) % 2) * 8 + lane % 8, col = (lane / 16) * 8;
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
-      uint32_t a[R][4];
-#pragma unroll
-      for (int rb = 0; rb < R; ++rb) {
-        a[rb][0] = pack2<BF16>(P[rb][2 * kk][0], P[rb][2 * kk][1]);
-        a[rb][1] = pack2<BF16>(P[rb][2 * kk][2], P[rb][2 * kk][3]);
-        a[rb][2] = pack2<BF16>(P[rb][2 * kk + 1][0], P[rb][2 * kk + 1][1]);
-        a[rb][3] = pack2<BF16>(P[rb][2 * kk + 1][2], P[rb][2 * kk + 1][3]);
-      }
+      const uint32_t a[4] = {pack2<BF16>(P[2 * kk][0], P[2 * kk][1]), pack2<BF16>(P[2 * kk][2], P[2 * kk][3]),
+                             pack2<BF16>(P[2 * kk + 1][0], P[2 * kk + 1][1]),
+                             pack2<BF16>(P[2 * kk + 1][2], P[2 * kk + 1][3])};
       uint32_t keep0 = 0xffffffffu, keep1 = 0xffffffffu;
       if constexpr (CLEAN) {
         const uint32_t k8 = static_cast<uint32_t>(keys >> (8 * kk));
@@ -110,12 +93,8 @@ struct WarpMma16 {
       for (int nb = 0; nb < HD / 8; nb += 2) {
         uint32_t b[4];
         ptx::ldmatrix_x4_trans(b, ptx::smem_addr(sV + (kk * 16 + key) * PITCH + nb * 8 + col));
-        const uint32_t b0 = b[0] & keep0, b1 = b[1] & keep1, b2 = b[2] & keep0, b3 = b[3] & keep1;
-#pragma unroll
-        for (int rb = 0; rb < R; ++rb) {
-          mma16<BF16>(O[rb][nb], a[rb], b0, b1);
-          mma16<BF16>(O[rb][nb + 1], a[rb], b2, b3);
-        }
+        mma16<BF16>(O[nb], a, b[0] & keep0, b[1] & keep1);
+        mma16<BF16>(O[nb + 1], a, b[2] & keep0, b[3] & keep1);
       }
     }
   }

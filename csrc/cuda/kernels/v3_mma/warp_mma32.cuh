@@ -83,16 +83,6 @@ struct WarpMma32 {
     }
   }
 
-  // The kernel's row-block interface (one m16 row block per warp in the float32 modes).
-  __device__ __forceinline__ void qk(float (&S)[1][BN / 8][4], const float* sQ, const float* sK, int lane) const {
-    qk(S[0], sQ, sK, lane);
-  }
-  template <bool CLEAN, typename Bits>
-  __device__ __forceinline__ void pv(float (&O)[1][HD / 8][4], const float (&P)[1][BN / 8][4], const float* sV,
-                                     int lane, Bits keys) const {
-    pv<CLEAN>(O[0], P[0], sV, lane, keys);
-  }
-
  private:
   __device__ __forceinline__ static void mma_step(float (&acc)[4], const Tf32Operand<X3> (&a)[4],
                                                   const Tf32Operand<X3>& b0, const Tf32Operand<X3>& b1) {
