@@ -2,11 +2,15 @@
 timings beside SDPA's backends. Prints one line per failure and a short table last.
 
     python scripts/check_v3.py [--quick] [--no-bench] [--json OUT.json]
+    python scripts/check_v3.py --rows 16 32 --modes bf16 f16 --ab   correctness of both rows-per-warp
+        variants (FLASH_ATTN_EXT_V3_ROWS, read by the launcher on every call), then the A/B timing grid
+        (rows 16 vs rows 32 vs SDPA flash; bf16/fp16, E 64/128/256, N 1024/4096/16384, causal and not)
 """
 import argparse
 import itertools
 import json
 import math
+import os
 import sys
 
 import torch
@@ -45,18 +49,20 @@ def check(name, mode, q, k, v, mask=None, causal=False, scale=None, prec="auto")
     lse_ok = torch.equal(fin, torch.isfinite(lse)) and (
         not fin.any() or (lse[fin].double() - ref_lse[fin]).abs().max().item() <= 1e-2 + 1e-3 * ref_lse[fin].abs().max().item())
     ok = math.isfinite(err) and err <= tol and lse_ok and not torch.isnan(out).any().item()
-    s = stats.setdefault(mode, [0, 0, 0.0])
+    s = stats.setdefault(f"{mode}/rows={os.environ.get('FLASH_ATTN_EXT_V3_ROWS', 'default')}", [0, 0, 0.0])
     s[0] += 1
     s[1] += ok
     s[2] = max(s[2], err / max(amax, 1e-6))
     if not ok:
-        failures.append(f"{mode} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {torch.isnan(out).any().item()}")
+        failures.append(f"{mode} rows={os.environ.get('FLASH_ATTN_EXT_V3_ROWS', 'default')} {name}: err {err:.3g} tol {tol:.3g} lse_ok {lse_ok} nan {torch.isnan(out).any().item()}")
+        print("FAIL", failures[-1], flush=True)  # at once: a run cut by a timeout still shows it
     return ok
 
 
-def correctness(quick):
+def correctness(quick, modes=None):
     Ls = [1, 97, 113, 1025] if not quick else [1, 113]
     Es = [8, 40, 59, 64, 80, 111, 128, 256]
+    MODES = [m for m in globals()["MODES"] if modes is None or m[0] in modes]
     for (mode, dt, prec), E in itertools.product(MODES, Es):
         for L, S in ([(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1)] if not quick else [(113, 97)]):
             B, H = 2, 3
@@ -125,6 +131,18 @@ def correctness(quick):
               prec=prec)
         # large logits
         check("logits ~1e4", mode, q * 30, k * 30, v, prec=prec)
+        # several 128-row query blocks, 32-row warps cut by L, causal both ways, masks with tails
+        for L2, S2, E2 in ((300, 300, 64), (257, 1000, 128), (1000, 257, 96), (130, 130, 32)):
+            q2, k2, v2 = rand(1, 2, L2, E2, dtype=dt), rand(1, 2, S2, E2, dtype=dt), rand(1, 2, S2, E2, dtype=dt)
+            for causal in (False, "top_left", "bottom_right"):
+                check(f"L{L2} S{S2} E{E2} {causal}", mode, q2, k2, v2, causal=causal, prec=prec)
+            mb2 = torch.rand(L2, S2, device=DEV) > 0.5
+            mb2[::7] = False
+            check(f"L{L2} S{S2} E{E2} bool mask rows", mode, q2, k2, v2, mask=mb2, causal="bottom_right", prec=prec)
+            mf2 = torch.randn(L2, S2, device=DEV).masked_fill(mb2.logical_not(), float("-inf"))
+            check(f"L{L2} S{S2} E{E2} float mask rows", mode, q2, k2, v2, mask=mf2, prec=prec)
+    if modes is not None and "bf16" not in modes and "f16" not in modes:
+        return
     # many (batch, head) pairs: grid beyond 65535
     q = rand(70000, 1, 3, 16, dtype=torch.bfloat16)
     check("B*H=70000", "bf16", q, q, q)
@@ -226,27 +244,69 @@ def bench(quick):
     return rows
 
 
+def ab_grid():
+    """rows 16 vs rows 32 vs SDPA flash (TFLOP/s), the issue's grid at N 1024/4096/16384."""
+    rows = []
+    for dt, E, N, causal in itertools.product((torch.bfloat16, torch.float16), (64, 128, 256), (1024, 4096, 16384),
+                                             (False, True)):
+        B, H = max(16384 // N, 1), 2048 // E
+        q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
+        flops = 4 * B * H * N * N * E / (2 if causal else 1)
+        r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
+        for tag in ("16", "32"):
+            os.environ["FLASH_ATTN_EXT_V3_ROWS"] = tag
+            r["r" + tag] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel="v3_mma")) / 1e9
+        os.environ.pop("FLASH_ATTN_EXT_V3_ROWS", None)
+        r["default"] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel="v3_mma")) / 1e9
+        fn = sdpa(SDPBackend.FLASH_ATTENTION, q, k, v, None, causal)
+        r["flash"] = flops / bench_ms(fn) / 1e9 if fn is not None else float("nan")
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+        del q, k, v
+    return rows
+
+
+def print_ab(rows):
+    print(f"\n{'dtype':8} {'E':>4} {'N':>6} {'cau':>3} {'r16':>6} {'r32':>6} {'dflt':>6} {'flash':>6} "
+          f"{'r16/fl':>6} {'r32/fl':>6} {'r32/16':>6}")
+    for r in rows:
+        print(f"{r['dtype']:8} {r['E']:4} {r['N']:6} {int(r['causal']):3} {r['r16']:6.1f} {r['r32']:6.1f} "
+              f"{r['default']:6.1f} {r['flash']:6.1f} {r['r16'] / r['flash']:6.2f} {r['r32'] / r['flash']:6.2f} "
+              f"{r['r32'] / r['r16']:6.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-bench", action="store_true")
     ap.add_argument("--no-check", action="store_true")
+    ap.add_argument("--rows", nargs="+", default=None, help="FLASH_ATTN_EXT_V3_ROWS values to check in turn")
+    ap.add_argument("--modes", nargs="+", default=None, help="subset of bf16 f16 3xtf32 tf32")
+    ap.add_argument("--ab", action="store_true", help="rows 16 vs 32 vs SDPA flash grid instead of the bench")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.manual_seed(0)
     if not args.no_check:
-        correctness(args.quick)
-        for f in failures:
-            print("FAIL", f)
+        for rv in args.rows or [None]:
+            if rv is None:
+                os.environ.pop("FLASH_ATTN_EXT_V3_ROWS", None)
+            else:
+                os.environ["FLASH_ATTN_EXT_V3_ROWS"] = rv
+            correctness(args.quick, args.modes)
+            print(f"correctness rows={rv or 'default'} done, {len(failures)} failures so far", flush=True)
+        os.environ.pop("FLASH_ATTN_EXT_V3_ROWS", None)
         for mode, (n, ok, rel) in stats.items():
             print(f"correctness {mode}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
         print("fp32 max error / max|ref| at E=128 N=4096:", fp32_errors())
     if args.no_check:
         print("fp32 max error / max|ref| at E=128 N=4096:", fp32_errors())
-    rows = [] if args.no_bench else bench(args.quick)
+    ab = ab_grid() if args.ab else []
+    rows = [] if args.no_bench or args.ab else bench(args.quick)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"failures": failures, "stats": stats, "bench": rows}, f, indent=1)
+            json.dump({"failures": failures, "stats": stats, "bench": rows, "ab": ab}, f, indent=1)
+    if ab:
+        print_ab(ab)
     if rows:
         print(f"\n{'case':8} {'dtype':8} {'E':>4} {'N':>6} {'cau':>3} {'v3':>6} {'flash':>6} {'cudnn':>6} {'eff':>6} "
               f"{'v3/fl':>6} {'v3/eff':>6}")

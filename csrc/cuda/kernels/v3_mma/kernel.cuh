@@ -9,6 +9,8 @@
 // mask is classified per warp tile (all visible / none / partial) by two votes.
 // Bought (H200, bf16, E=128, N=4096, B*N=16k): 223 TFLOP/s, 1.35x SDPA's efficient backend but
 // only 0.65x its flash backend (FA2); ladder and misses in benchmarks/NOTES_v3.md.
+// This is the 16-rows-per-warp rung (FLASH_ATTN_EXT_V3_ROWS=16, and every float32 mode and head
+// dim above 128); kernel_rows32.cuh is the next one, 32 rows per warp (step 3).
 #pragma once
 
 #include <cmath>
@@ -22,21 +24,25 @@
 #include "tile_copy.cuh"
 #include "tile_sizes.h"
 #include "warp_mma16.cuh"
+#include "warp_mma16r.cuh"
 #include "warp_mma32.cuh"
 
 namespace flash_attn_ext::cuda::v3 {
 
-template <Mode M, int HD>
+template <Mode M, int HD, int ROWS = 16>
 struct KernelConfig {
-  using Tiles = TileSizes<M, HD>;
-  static constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN;
-  static constexpr int kWarps = kBlockM / 16, kThreads = kWarps * 32;
+  using Tiles = TileSizes<M, HD, ROWS>;
+  static constexpr int kR = ROWS / 16;  // m16 row blocks per warp
+  static constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kMinBlocks = Tiles::kMinBlocks;
+  static constexpr int kWarps = kBlockM / ROWS, kThreads = kWarps * 32;
   static constexpr bool kFp32 = is_fp32(M);
   using Elem = std::conditional_t<kFp32, float, uint16_t>;
   static constexpr int kQKPitch = HD + 8;              // see warp_mma16.cuh / warp_mma32.cuh for why
   static constexpr int kVPitch = kFp32 ? HD + 4 : HD + 8;
   using Mma = std::conditional_t<kFp32, WarpMma32<M == Mode::kTf32x3, HD, kBlockN, kQKPitch, kVPitch>,
-                                 WarpMma16<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs>>;
+                                 std::conditional_t<kR == 1, WarpMma16<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs>,
+                                                    WarpMma16R<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs, kR>>>;
+  static_assert(!kFp32 || kR == 1, "float32 modes: 16 rows per warp");
   static constexpr int kQElems = kBlockM * kQKPitch, kKElems = kBlockN * kQKPitch, kVElems = kBlockN * kVPitch;
   static constexpr size_t kSmemBytes = sizeof(Elem) * (kQElems + 2 * kKElems + 2 * kVElems);
 };

@@ -9,10 +9,10 @@
 
 namespace flash_attn_ext::cuda::v3 {
 
-template <Mode M, int HD, bool CAUSAL>
+template <Mode M, int HD, bool CAUSAL, int ROWS>
 void run_v3(const V3Args& a, cudaStream_t stream);
 
-// Query rows per CTA for a (mode, bucket): the launcher needs it for the grid.
-int block_m(Mode mode, int hd);
+// Query rows per CTA for a (mode, bucket, rows per warp): the launcher needs it for the grid.
+int block_m(Mode mode, int hd, int rows);
 
 }  // namespace flash_attn_ext::cuda::v3

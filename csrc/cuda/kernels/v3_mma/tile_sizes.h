@@ -1,7 +1,7 @@
-// v3 tile sizes per operand mode and head-dim bucket. Each warp owns 16 query rows, so
-// kBlockM / 16 warps run per CTA; kBlockN keys are staged per pipeline step (2 stages).
-// Register use grows with the bucket (O is 16 x HD floats per warp, S is 16 x kBlockN),
-// shared memory with (kBlockM + 4 kBlockN) x HD elements.
+// v3 tile sizes per operand mode, head-dim bucket and query rows per warp (ROWS = 16 or 32:
+// one or two m16 row blocks). kBlockM / ROWS warps run per CTA; kBlockN keys are staged per
+// pipeline step (2 stages). Register use grows with the bucket and ROWS (O is ROWS x HD
+// floats per warp, S is ROWS x kBlockN), shared memory with (kBlockM + 4 kBlockN) x HD elements.
 #pragma once
 
 namespace flash_attn_ext::cuda::v3 {
@@ -14,11 +14,20 @@ __host__ __device__ constexpr bool is_fp32(Mode m) { return m == Mode::kTf32 || 
 // Head-dim buckets: max(E, Ev) is rounded up to one of these and padded with zeros.
 constexpr int kBuckets[] = {32, 64, 96, 128, 160, 192, 256};
 
-template <Mode M, int HD>
+// Rows per warp a ROWS=32 variant exists for: 2 x HD/8 x 4 accumulator registers of O leave
+// room for S only up to 128 (E=160 would need 160 + S + Q > 255). Above it ROWS=32 runs ROWS=16.
+constexpr int kMaxHdRows32 = 128;
+
+// Default rows per warp when FLASH_ATTN_EXT_V3_ROWS is unset (launch.cu reads it per call).
+// 32 up to 128: each K/V fragment read by ldmatrix feeds two mmas (predicted, NOTES_v3.md
+// step 3; flip to 16 per bucket if the H200 A/B says otherwise).
+__host__ __device__ constexpr int default_rows(bool fp32, int hd) { return !fp32 && hd <= kMaxHdRows32 ? 32 : 16; }
+
+template <Mode M, int HD, int ROWS = 16>
 struct TileSizes;
 
-// 16-bit operands. q_in_regs: Q's fragments stay in registers for the whole KV loop
-// (saves one ldmatrix per k-step) where the O accumulator leaves room for them.
+// 16-bit operands, 16 rows per warp. q_in_regs: Q's fragments stay in registers for the
+// whole KV loop (saves one ldmatrix per k-step) where the O accumulator leaves room for them.
 template <int HD>
 struct TileSizes16 {
   // Up to 128: 4 warps, so two CTAs share an SM and one's softmax overlaps the other's
@@ -30,10 +39,29 @@ struct TileSizes16 {
   // From 96 up O grows: 64 keys keep S at 32 registers.
   static constexpr int kBlockN = HD <= 64 ? 128 : 64;
   static constexpr bool kQInRegs = HD <= 128;          // above 128, Q fragments (HD/4 registers) would spill
+  static constexpr int kMinBlocks = 1;                 // __launch_bounds__: no cap below 255 registers
 };
 
-template <int HD> struct TileSizes<Mode::kF16, HD> : TileSizes16<HD> {};
-template <int HD> struct TileSizes<Mode::kBF16, HD> : TileSizes16<HD> {};
+// 16-bit operands, 32 rows per warp (two m16 row blocks share every K and V fragment: half the
+// ldmatrix bytes per mma of the 16-row tile). FlashAttention-2's sm80 shape at E=128 (128 x 64, 4 warps).
+template <int HD>
+struct TileSizes16R32 {
+  static_assert(HD <= kMaxHdRows32, "32 rows per warp: O alone takes HD registers per thread");
+  // 4 warps x 32 rows: 128-row CTAs; at E=128 Q + 2 K/V stages = 104 KB, so two CTAs (8 warps) share an SM.
+  static constexpr int kBlockM = 128;
+  // 64 keys at every bucket: S of 32 x 64 is 64 registers (32 x 128 at E=64 spilled 332 bytes, its mask words 64-bit).
+  static constexpr int kBlockN = 64;
+  // Q of both row blocks would be HD/2 registers: kept only at 32; from 64 up read by ldmatrix per k-step, as
+  // FA2 does (E=64 with Q in registers spilled 12 bytes, from shared memory none).
+  static constexpr bool kQInRegs = HD <= 32;
+  // Two CTAs of 128 threads per SM: 65536 / 256 threads = 255 registers, what the 32-row tile needs.
+  static constexpr int kMinBlocks = 2;
+};
+
+template <int HD> struct TileSizes<Mode::kF16, HD, 16> : TileSizes16<HD> {};
+template <int HD> struct TileSizes<Mode::kBF16, HD, 16> : TileSizes16<HD> {};
+template <int HD> struct TileSizes<Mode::kF16, HD, 32> : TileSizes16R32<HD> {};
+template <int HD> struct TileSizes<Mode::kBF16, HD, 32> : TileSizes16R32<HD> {};
 
 // float32 operands: tiles cost twice the shared memory, and 3xTF32 needs temporaries for
 // the big/small halves, so key tiles are narrower and Q stays in shared memory.
@@ -44,9 +72,11 @@ struct TileSizes32 {
   static constexpr int kBlockM = HD <= 128 ? 128 : 64;
   static constexpr int kBlockN = HD <= 64 ? 64 : 32;    // fp32 K/V stages: 2 x 2 x 32 x HD x 4 bytes
   static constexpr bool kQInRegs = false;
+  static constexpr int kMinBlocks = 1;
 };
 
-template <int HD> struct TileSizes<Mode::kTf32, HD> : TileSizes32<HD> {};
-template <int HD> struct TileSizes<Mode::kTf32x3, HD> : TileSizes32<HD> {};
+// float32 modes have 16 rows per warp only.
+template <int HD> struct TileSizes<Mode::kTf32, HD, 16> : TileSizes32<HD> {};
+template <int HD> struct TileSizes<Mode::kTf32x3, HD, 16> : TileSizes32<HD> {};
 
 }  // namespace flash_attn_ext::cuda::v3

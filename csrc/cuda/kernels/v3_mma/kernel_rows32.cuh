@@ -1,0 +1,237 @@
+// v3, step 3: 32 query rows per warp (two m16 row blocks), 16-bit modes, head dims <= 128.
+//
+// Changed from the 16-row rung (kernel.cuh, still selectable: FLASH_ATTN_EXT_V3_ROWS=16; the
+// default per bucket is default_rows() in tile_sizes.h): each warp owns rows r0 .. r0 + 31 as two
+// m16 row blocks, FA2's sm80 split at E=128 (4 warps x 32 rows = 128-row CTAs, 64 keys, two CTAs per
+// SM). Every K and V fragment that ldmatrix reads from shared memory feeds the mmas of both row
+// blocks (warp_mma16r.cuh): P*V's smem bytes per m16n8k16 halve (256 -> 128) and Q*K^T's go
+// 256 -> 192 (Q is re-read per k-step from E=64 up, as FA2 does: its fragments would not fit beside
+// O and S), and each warp has twice the independent mmas in flight. Everything warp-uniform now
+// spans 32 rows: the causal skip, the tail test, the two votes that classify a tile (none visible in
+// either row block -> skip; all visible in both -> no masking work), the zero-weight-key guard (keys
+// no row of either block sees get V = 0). Rows, LSE and the smem-staged output go per row block.
+// Should buy ~1.3x over 16 rows at E = 64..128 (arithmetic and prediction in NOTES_v3.md step 3;
+// not yet measured on a GPU).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernel.cuh"
+
+namespace flash_attn_ext::cuda::v3 {
+
+template <Mode M, int HD, bool CAUSAL>
+__global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfig<M, HD, 32>::kMinBlocks)
+    v3_fwd_kernel_rows32(const __grid_constant__ V3Args a) {
+  constexpr int ROWS = 32;
+  using Cfg = KernelConfig<M, HD, ROWS>;
+  static_assert(!Cfg::kFp32 && Cfg::kR == 2, "32 rows per warp: 16-bit modes, two m16 row blocks");
+  using Elem = typename Cfg::Elem;
+  constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads, R = Cfg::kR, WR = ROWS;
+  constexpr int QKP = Cfg::kQKPitch, VP = Cfg::kVPitch;
+  const FwdParams& p = a.p;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Elem* sQ = reinterpret_cast<Elem*>(smem_raw);
+  Elem* sK = sQ + Cfg::kQElems;
+  Elem* sV = sK + 2 * Cfg::kKElems;
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int64_t bh = blockIdx.x / a.n_qblocks;
+  int64_t qb = blockIdx.x % a.n_qblocks;
+  if (CAUSAL) qb = a.n_qblocks - 1 - qb;  // longest rows first: better tail balance
+  const int64_t b = bh / p.H, h = bh % p.H, hk = h / p.group;
+  const int64_t m0 = qb * BM;
+  const int rows_valid = static_cast<int>(p.L - m0 < BM ? p.L - m0 : BM);
+
+  const Elem* qg = static_cast<const Elem*>(p.q) + b * p.q_sb + h * p.q_sh + m0 * p.q_sl;
+  const Elem* kg = static_cast<const Elem*>(p.k) + b * p.k_sb + hk * p.k_sh;
+  const Elem* vg = static_cast<const Elem*>(p.v) + b * p.v_sb + hk * p.v_sh;
+
+  // Keys past key_end are hidden from every row of this block: never loaded, zero-filled.
+  int64_t key_end = p.S;
+  if (CAUSAL) {
+    const int64_t e = m0 + rows_valid + p.causal_offset;
+    key_end = e < 0 ? 0 : (e < p.S ? e : p.S);
+  }
+  const int n_tiles = static_cast<int>((key_end + BN - 1) / BN);
+  const int E = static_cast<int>(p.E), Ev = static_cast<int>(p.Ev);
+
+  auto load_kv = [&](int j) {
+    const int64_t n0 = int64_t(j) * BN;
+    const int rows = static_cast<int>(key_end - n0 < BN ? key_end - n0 : BN);
+    copy_tile<Elem, BN, HD, QKP, NT>(sK + (j & 1) * Cfg::kKElems, kg + n0 * p.k_sl, p.k_sl, rows, E, a.k_vec, tid);
+    copy_tile<Elem, BN, HD, VP, NT>(sV + (j & 1) * Cfg::kVElems, vg + n0 * p.v_sl, p.v_sl, rows, Ev, a.v_vec, tid);
+  };
+
+  copy_tile<Elem, BM, HD, QKP, NT>(sQ, qg, p.q_sl, rows_valid, E, a.q_vec, tid);
+  ptx::cp_async_commit();
+  if (n_tiles > 0) load_kv(0);
+  ptx::cp_async_commit();
+
+  typename Cfg::Mma mma;
+  const Elem* sQw = sQ + warp * WR * QKP;
+  ptx::cp_async_wait<1>();
+  __syncthreads();
+  mma.load_q(sQw, lane);
+
+  float O[R][HD / 8][4];
+  float m[R][2], l[R][2];
+#pragma unroll
+  for (int rb = 0; rb < R; ++rb) {
+#pragma unroll
+    for (int i = 0; i < HD / 8; ++i) O[rb][i][0] = O[rb][i][1] = O[rb][i][2] = O[rb][i][3] = 0.f;
+    m[rb][0] = m[rb][1] = -INFINITY;
+    l[rb][0] = l[rb][1] = 0.f;
+  }
+
+  const int64_t r0 = m0 + warp * WR;     // the warp's first row
+  const int64_t row_g = r0 + g;          // this thread's rows: row_g + 16 rb and row_g + 16 rb + 8
+  const int64_t off = p.causal_offset;
+  const float c = a.prescale ? 1.f : p.scale_log2;
+  const bool has_bool = p.mask_kind == MaskKind::kBool, has_float = p.mask_kind == MaskKind::kFloat;
+  // Mask element offset of thread row (rb, r) = row row_g + 16 rb + 8 r: mbase + (16 rb + 8 r) * m_sl,
+  // computed where used. One 64-bit value live across the key loop: the 16-row kernel's per-row
+  // pointers and offsets, eight 64-bit values here, pushed this loop from 92 to 140 bytes of spills.
+  const int64_t mbase = p.mask_kind == MaskKind::kNone ? 0 : b * p.m_sb + h * p.m_sh + row_g * p.m_sl;
+
+  for (int j = 0; j < n_tiles; ++j) {
+    ptx::cp_async_wait<0>();
+    __syncthreads();  // tile j is visible to all; every warp is done with tile j - 1's buffer
+    if (j + 1 < n_tiles) load_kv(j + 1);
+    ptx::cp_async_commit();
+
+    const int64_t n0 = int64_t(j) * BN;
+    // Warp-uniform: rows past L, or keys all right of this warp's last causal key.
+    if (r0 >= p.L || (CAUSAL && n0 > r0 + WR - 1 + off)) continue;
+
+    bool masked = n0 + BN > p.S || (CAUSAL && n0 + BN - 1 > r0 + off) ||
+                  (p.mask_kind != MaskKind::kNone && r0 + WR > p.L);
+    // Mask loads go out before Q*K^T and are first used after it: the products hide their latency.
+    Bits<BN> mask_bits[R];
+#pragma unroll
+    for (int rb = 0; rb < R; ++rb) {
+      mask_bits[rb] = full_bits<BN>();
+      if (has_bool) {
+        const uint8_t* mrow[2];  // nullptr for rows past L
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+          mrow[r] = row_g + 16 * rb + 8 * r < p.L
+                        ? static_cast<const uint8_t*>(p.mask) + mbase + (16 * rb + 8 * r) * p.m_sl
+                        : nullptr;
+        mask_bits[rb] = bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss);
+      }
+    }
+
+    float S[R][BN / 8][4];
+#pragma unroll
+    for (int rb = 0; rb < R; ++rb)
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) S[rb][i][0] = S[rb][i][1] = S[rb][i][2] = S[rb][i][3] = 0.f;
+    mma.qk(S, sQw, sK + (j & 1) * Cfg::kKElems, lane);
+
+    // vis[rb]: the scores of row block rb that are visible (masking.cuh's bit layout).
+    Bits<BN> vis[R];
+#pragma unroll
+    for (int rb = 0; rb < R; ++rb) {
+      vis[rb] = masked ? bounds_bits<BN, CAUSAL>(row_g + 16 * rb, n0 + 2 * t, p.L, p.S, off) : full_bits<BN>();
+      if (has_bool) vis[rb] &= mask_bits[rb];
+    }
+    if (has_bool) masked = true;
+    if (masked && !has_float) {
+      bool none = vis[0] == 0, all = vis[0] == full_bits<BN>();
+#pragma unroll
+      for (int rb = 1; rb < R; ++rb) {
+        none = none && vis[rb] == 0;
+        all = all && vis[rb] == full_bits<BN>();
+      }
+      if (__all_sync(0xffffffffu, none)) continue;  // nothing visible: no softmax update, no P*V
+      if (__all_sync(0xffffffffu, all)) masked = false;
+    }
+
+    if (a.prescale) {
+#pragma unroll
+      for (int rb = 0; rb < R; ++rb)
+#pragma unroll
+        for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            float s = S[rb][nb][e] * p.scale_log2;
+            if (has_float && ((vis[rb] >> (nb * 4 + e)) & 1)) {
+              // A set vis bit implies the row is below L (bounds_bits ran: the tile is masked).
+              // A set vis bit implies the row is below L (bounds_bits ran: the tile is masked).
+              const int64_t row_off = mbase + (16 * rb + 8 * (e >> 1)) * p.m_sl;
+              const float bias =
+                  load_bias(p.mask, row_off + (n0 + nb * 8 + 2 * t + (e & 1)) * p.m_ss, p.mask_dtype);
+              if (bias == -INFINITY) vis[rb] &= ~(Bits<BN>{1} << (nb * 4 + e));
+              s = fmaf(bias, 1.4426950408889634f, s);
+            }
+            S[rb][nb][e] = s;
+          }
+      if (has_float) masked = true;
+    }
+    if (masked) {
+#pragma unroll
+      for (int rb = 0; rb < R; ++rb)
+#pragma unroll
+        for (int nb = 0; nb < BN / 8; ++nb)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (!((vis[rb] >> (nb * 4 + e)) & 1)) S[rb][nb][e] = -INFINITY;
+    }
+
+#pragma unroll
+    for (int rb = 0; rb < R; ++rb) online_softmax(S[rb], O[rb], m[rb], l[rb], c);
+
+    // Keys some row of either row block sees: the V fragments are shared by both.
+    Bits<BN> vis_any = vis[0];
+#pragma unroll
+    for (int rb = 1; rb < R; ++rb) vis_any |= vis[rb];
+    const Bits<BN> keys = masked ? warp_key_bits<BN>(vis_any) : Bits<BN>{0};
+    constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
+    // One P*V body with run-time key masks (all ones on unmasked tiles: 4 LOP3 per 4 mmas) instead
+    // of the 16-row kernel's two template bodies: half the code, and fewer spills at E=128.
+    mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, masked ? keys : kAllKeys);
+  }
+
+  // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.
+  ptx::cp_async_wait<0>();
+  __syncthreads();
+  Elem* sO = sQ + warp * WR * QKP;
+#pragma unroll
+  for (int rb = 0; rb < R; ++rb)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float lr = quad_sum(l[rb][r]);
+      const float inv = lr > 0.f ? 1.f / lr : 0.f;
+      const int64_t row = row_g + 16 * rb + 8 * r;
+      if (t == 0 && row < p.L) {
+        const float base = m[rb][r] == -INFINITY ? 0.f : m[rb][r] * c;
+        p.lse[bh * p.L + row] = lr > 0.f ? (base + log2f(lr)) * 0.6931471805599453f : -INFINITY;
+      }
+#pragma unroll
+      for (int nb = 0; nb < HD / 8; ++nb)
+        store_pair(sO + (16 * rb + g + 8 * r) * QKP + nb * 8 + 2 * t, O[rb][nb][2 * r] * inv,
+                   O[rb][nb][2 * r + 1] * inv, M == Mode::kBF16);
+    }
+  __syncwarp();
+  if (r0 >= p.L) return;
+  const int rows_w = static_cast<int>(p.L - r0 < WR ? p.L - r0 : WR);
+  Elem* og = static_cast<Elem*>(p.out) + b * p.o_sb + h * p.o_sh + r0 * p.o_sl;
+  if (a.o_vec) {
+    constexpr int kPer = 16 / sizeof(Elem);
+    const int chunks = Ev / kPer;
+    for (int i = lane; i < rows_w * chunks; i += 32) {
+      const int r = i / chunks, e = (i % chunks) * kPer;
+      *reinterpret_cast<uint4*>(og + r * p.o_sl + e) = *reinterpret_cast<const uint4*>(sO + r * QKP + e);
+    }
+  } else {
+    for (int i = lane; i < rows_w * Ev; i += 32) {
+      const int r = i / Ev, e = i % Ev;
+      og[r * p.o_sl + e] = sO[r * QKP + e];
+    }
+  }
+}
+
+}  // namespace flash_attn_ext::cuda::v3
