@@ -105,15 +105,17 @@ verdicts=""
 for tool in ${GPU_CHECK_SANITIZERS:-memcheck racecheck initcheck synccheck}; do
   # Every kernel is instrumented, torch's too: initcheck only knows memory as written when
   # the kernel that wrote it was instrumented, so a kernel-name filter gives false reports.
-  # The ladder's quick sweep, then v4's wide and narrow tiles, then the backward kernels.
-  for script in "scripts/cuda_rungs_check.py --quick" scripts/v4_sanitize.py scripts/bwd_sanitize.py; do
+  # The ladder's quick sweep, v3's two warp tiles, v4's tiles (E 64/128/256), v4's bool-mask path,
+  # then the backward kernels (bwd_wgmma where it applies, bwd_mma for the rest).
+  for script in "scripts/cuda_rungs_check.py --quick" scripts/v3_sanitize.py scripts/v4_sanitize.py \
+    "scripts/v4_sanitize.py --mask" scripts/bwd_sanitize.py; do
     step sanitizer 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" \
       --print-limit 10 $PY $script
     rc=$?
     ((rc == 125)) && break 2
     { echo "----- $tool $script rc=$rc"; cat "$STEP"; } >>"$OUTDIR/sanitizer.log"
     verdict=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$STEP" | tail -1 | sed 's/^=* *//')
-    verdicts+="$tool ${script%% *} rc=$rc: ${verdict:-no summary line} $(checks) | "
+    verdicts+="$tool ${script#scripts/} rc=$rc: ${verdict:-no summary line} $(checks) | "
   done
 done
 [[ -n "$verdicts" ]] && note "sanitizer: $verdicts"
