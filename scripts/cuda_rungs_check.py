@@ -282,8 +282,8 @@ def main(argv=None) -> int:
             try:
                 msg = job()
             except Exception as exc:  # a crash is a failure of this case; keep checking the others
-                if isinstance(exc, ValueError) and f"kernel='{name}' takes" in str(exc):
-                    declined += 1  # the rung says it was not built for these inputs; auto routes around it
+                if isinstance(exc, ValueError) and f"flash_attention: kernel='{name}' " in str(exc):
+                    declined += 1  # the rung refuses these inputs (what it takes, or needs); auto routes around it
                     continue
                 msg = f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             if msg is None:
