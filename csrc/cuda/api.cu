@@ -186,6 +186,13 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
+  if (bp.fwd.dtype == ScalarKind::kFloat32) {
+    // float32: dq (contiguous (B, H, L, E) float32) is its own accumulator, no extra buffer or copy.
+    c.dq.zero_();
+    cuda::launch_bwd_mma(bp, c.dq.data_ptr<float>(), stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   at::Tensor dq_accum = at::zeros(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
   // The Hopper backward where it applies (FLASH_ATTN_EXT_BWD_VARIANT=v5 turns it off); if the
   // driver refuses one of its tensor maps nothing ran and bwd_mma takes the call.
@@ -206,9 +213,11 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
-    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad,
+    c10::string_view precision) {
   const c10::cuda::CUDAGuard guard(q.device());
-  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+  BackwardCall c =
+      prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad, std::string(precision));
   const std::string name(kernel);
   choose_cuda_kernel(c.fwd.params, name, q.device().index());  // validates the name
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
@@ -274,6 +283,14 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
   if (cuda::bwd_mma_supports(bp, sm, &why)) {
     const std::string tiled = "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)";
     const std::string variant = cuda::bwd_mma_variant();
+    if (p.dtype == ScalarKind::kFloat32)
+      return {"bwd_mma", tiled + ", float32 kernels on " +
+                             (p.precision == Float32Precision::kTf32
+                                  ? std::string("TF32 (float32_precision='tf32')")
+                                  : std::string("3xTF32 (error-compensated, float32-accurate)")) +
+                             (at::globalContext().deterministicAlgorithms()
+                                  ? ", deterministic: Q-major dQ kernel without atomics"
+                                  : ", dQ by float32 reductions into dq")};
     if (variant != "wgmma") return {"bwd_mma", tiled + ", dK/dV kernel " + variant};
     // The default: the Hopper kernel where it applies (dout's strides are checked again at the
     // call; explain() sees only q, k, v), else v5 and why.
