@@ -1,6 +1,7 @@
 // CUDA host side: checks -> params -> kernel choice -> launch on the current stream
 // of the tensors' own device.
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -280,6 +281,11 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
   bp.fwd = p;
   std::string why;
   const int sm = device_sm(device_index);
+  // FLASH_ATTN_EXT_BWD_F32=dense: float32 keeps the dense backward (what it ran before the float32
+  // kernels; for benchmarks and A/B checks).
+  const char* f32_env = std::getenv("FLASH_ATTN_EXT_BWD_F32");
+  if (p.dtype == ScalarKind::kFloat32 && f32_env != nullptr && std::string(f32_env) == "dense")
+    return {"dense", "FLASH_ATTN_EXT_BWD_F32=dense: dense float32 backward (O(L*S) memory)"};
   if (cuda::bwd_mma_supports(bp, sm, &why)) {
     const std::string tiled = "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)";
     const std::string variant = cuda::bwd_mma_variant();
