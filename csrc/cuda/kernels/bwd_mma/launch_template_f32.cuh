@@ -18,6 +18,8 @@ void run_bwd_f32(const BwdArgs& a, cudaStream_t stream) {
   const FwdParams& p = a.p.fwd;
   auto* dkdv = bwd_dkdv_f32_kernel<X3, HD, CAUSAL>;
   cudaFuncSetAttribute(dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(DkDvSmemF32<HD>::kBytes));
+  // HD <= 64 (88 KiB or less) fits two CTAs per SM on sm_90 when the carveout is the largest (see v5x2).
+  cudaFuncSetAttribute(dkdv, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
   const int64_t dkdv_blocks = a.n_kblocks * p.B * p.Hkv;
   dkdv<<<static_cast<unsigned>(dkdv_blocks), T::kThreads, DkDvSmemF32<HD>::kBytes, stream>>>(a);
   if (a.dq_accum != nullptr) return;
