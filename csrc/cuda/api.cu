@@ -155,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& q, const at::Tenso
 // The backward with dense float32 matrices (O(L*S) memory): P from the saved LSE, then
 // dV = P^T dO, dS = P (dO V^T - D), dQ = scale dS K, dK = scale dS^T Q, summed over GQA groups.
 // The reference (kernel='naive') and the path for what the tensor-core backward does not take
-// (float32, head dims above 128, devices below sm80).
+// (float32_precision='ieee', head dims above 128, devices below sm80).
 void dense_bwd_cuda(const BackwardCall& c) {
   const FwdParams& p = c.fwd.params;
   DenseScores d = dense_scores(c.fwd);
