@@ -19,7 +19,9 @@ TORCH_LIBRARY(flash_attn_ext, m) {
   // The backward of fwd from its saved out and lse (dlse: gradient of lse, if it was used).
   // Returns dq, dk, dv in the inputs' layout-free contiguous form and, when mask_grad, dS as
   // (B, H, L, S) in the accumulator dtype (an empty tensor otherwise); ops.py reduces dS to the mask's shape.
-  m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, Tensor? mask, float? scale, int causal, str kernel, bool mask_grad) -> (Tensor, Tensor, Tensor, Tensor)");
+  // precision: the forward's float32_precision (float32 on CUDA: "tf32" runs the TF32 backward, "ieee" the
+  // dense CUDA-core one, the others 3xTF32); the CPU validates it and computes IEEE float32.
+  m.def("bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, Tensor? dlse, Tensor? mask, float? scale, int causal, str kernel, bool mask_grad, str precision=\"auto\") -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 namespace {

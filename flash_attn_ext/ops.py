@@ -157,7 +157,7 @@ def _fwd_fake(q, k, v, mask, scale, causal, kernel, precision):
 
 
 @torch.library.register_fake("flash_attn_ext::bwd")
-def _bwd_fake(dout, q, k, v, out, lse, dlse, mask, scale, causal, kernel, mask_grad):
+def _bwd_fake(dout, q, k, v, out, lse, dlse, mask, scale, causal, kernel, mask_grad, precision="auto"):
     B, H, L, _ = q.shape
     S = k.shape[2]
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
@@ -179,14 +179,14 @@ def _setup_context(ctx, inputs, output):
     q, k, v, mask, scale, causal, kernel, precision = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse, mask)
-    ctx.scale, ctx.causal, ctx.kernel = scale, causal, kernel
+    ctx.scale, ctx.causal, ctx.kernel, ctx.precision = scale, causal, kernel, precision
     ctx.mask_grad = mask is not None and mask.dtype != torch.bool and ctx.needs_input_grad[3]
 
 
 def _backward(ctx, dout, dlse):
     q, k, v, out, lse, mask = ctx.saved_tensors
     dq, dk, dv, dscores = torch.ops.flash_attn_ext.bwd(
-        dout, q, k, v, out, lse, dlse, mask, ctx.scale, ctx.causal, ctx.kernel, ctx.mask_grad
+        dout, q, k, v, out, lse, dlse, mask, ctx.scale, ctx.causal, ctx.kernel, ctx.mask_grad, ctx.precision
     )
     dmask = _reduce_to_mask(dscores, mask) if ctx.mask_grad else None
     return dq, dk, dv, dmask, None, None, None, None

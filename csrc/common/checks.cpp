@@ -167,9 +167,9 @@ ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, cons
 BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
                               const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
-                              bool mask_grad) {
+                              bool mask_grad, const std::string& precision) {
   BackwardCall c;
-  c.fwd = prepare_forward(q, k, v, mask, scale, causal, "auto", /*allocate=*/false);
+  c.fwd = prepare_forward(q, k, v, mask, scale, causal, precision, /*allocate=*/false);
   FwdParams& p = c.fwd.params;
   const std::vector<int64_t> out_shape = {p.B, p.H, p.L, p.Ev};
   TORCH_CHECK_VALUE(out.sizes() == c10::IntArrayRef(out_shape) && out.scalar_type() == q.scalar_type(),

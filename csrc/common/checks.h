@@ -48,6 +48,6 @@ struct BackwardCall {
 BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
                               const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
-                              bool mask_grad);
+                              bool mask_grad, const std::string& precision = "auto");
 
 }  // namespace flash_attn_ext

@@ -69,8 +69,10 @@ std::tuple<at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& q, const at::Tensor
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cpu(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
-    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
-  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad,
+    c10::string_view precision) {
+  // The CPU always computes float32 in IEEE arithmetic; precision is still validated.
+  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad, std::string(precision));
   choose_cpu_kernel(c.fwd.params, std::string(kernel));  // validates the name; both kernels share this backward
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
   if (c.empty) return {c.dq, c.dk, c.dv, dscores};

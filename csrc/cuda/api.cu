@@ -1,6 +1,7 @@
 // CUDA host side: checks -> params -> kernel choice -> launch on the current stream
 // of the tensors' own device.
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -154,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& q, const at::Tenso
 // The backward with dense float32 matrices (O(L*S) memory): P from the saved LSE, then
 // dV = P^T dO, dS = P (dO V^T - D), dQ = scale dS K, dK = scale dS^T Q, summed over GQA groups.
 // The reference (kernel='naive') and the path for what the tensor-core backward does not take
-// (float32, head dims above 128, devices below sm80).
+// (float32_precision='ieee', head dims above 128, devices below sm80).
 void dense_bwd_cuda(const BackwardCall& c) {
   const FwdParams& p = c.fwd.params;
   DenseScores d = dense_scores(c.fwd);
@@ -186,6 +187,13 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
+  if (bp.fwd.dtype == ScalarKind::kFloat32) {
+    // float32: dq (contiguous (B, H, L, E) float32) is its own accumulator, no extra buffer or copy.
+    c.dq.zero_();
+    cuda::launch_bwd_mma(bp, c.dq.data_ptr<float>(), stream);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   at::Tensor dq_accum = at::zeros(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
   // The Hopper backward where it applies (FLASH_ATTN_EXT_BWD_VARIANT=v5 turns it off); if the
   // driver refuses one of its tensor maps nothing ran and bwd_mma takes the call.
@@ -206,9 +214,11 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
-    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad) {
+    std::optional<double> scale, int64_t causal, c10::string_view kernel, bool mask_grad,
+    c10::string_view precision) {
   const c10::cuda::CUDAGuard guard(q.device());
-  BackwardCall c = prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad);
+  BackwardCall c =
+      prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad, std::string(precision));
   const std::string name(kernel);
   choose_cuda_kernel(c.fwd.params, name, q.device().index());  // validates the name
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
@@ -271,9 +281,22 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
   bp.fwd = p;
   std::string why;
   const int sm = device_sm(device_index);
+  // FLASH_ATTN_EXT_BWD_F32=dense: float32 keeps the dense backward (what it ran before the float32
+  // kernels; for benchmarks and A/B checks).
+  const char* f32_env = std::getenv("FLASH_ATTN_EXT_BWD_F32");
+  if (p.dtype == ScalarKind::kFloat32 && f32_env != nullptr && std::string(f32_env) == "dense")
+    return {"dense", "FLASH_ATTN_EXT_BWD_F32=dense: dense float32 backward (O(L*S) memory)"};
   if (cuda::bwd_mma_supports(bp, sm, &why)) {
     const std::string tiled = "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)";
     const std::string variant = cuda::bwd_mma_variant();
+    if (p.dtype == ScalarKind::kFloat32)
+      return {"bwd_mma", tiled + ", float32 kernels on " +
+                             (p.precision == Float32Precision::kTf32
+                                  ? std::string("TF32 (float32_precision='tf32')")
+                                  : std::string("3xTF32 (error-compensated, float32-accurate)")) +
+                             (at::globalContext().deterministicAlgorithms()
+                                  ? ", deterministic: Q-major dQ kernel without atomics"
+                                  : ", dQ by float32 reductions into dq")};
     if (variant != "wgmma") return {"bwd_mma", tiled + ", dK/dV kernel " + variant};
     // The default: the Hopper kernel where it applies (dout's strides are checked again at the
     // call; explain() sees only q, k, v), else v5 and why.

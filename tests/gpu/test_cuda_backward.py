@@ -4,7 +4,12 @@ Odd sizes (tails in every tile), head dims that need padding, every mask broadca
 alignments with L < S and L > S, GQA/MQA, non-contiguous inputs and gradients, fully masked rows,
 deterministic mode, and grids past the 65535 limit. Head dims above 128 go to the dense path and
 are checked here too. Error bound (DESIGN.md §3): 3 x the error of plain PyTorch doing the same math
-in the input dtype, plus the dtype's rounding floor of max |ref|."""
+in the input dtype, plus the dtype's rounding floor of max |ref|. float32 (the TF32 / 3xTF32 kernels of
+bwd_mma): "auto"/"3xtf32" must be accurate to float32, i.e. within the float32 rule of
+tests/support/numerics.py (1e-5 x max |ref|) or 3 x plain PyTorch float32's error plus an ulp, whichever
+is larger; "tf32" gets 3 x the error of PyTorch's float32 autograd with TF32 matmuls (on the GPU) plus
+float32's ulp, as the forward's TF32 test takes PyTorch's TF32 budget, or 8 x 2^-11 x max |ref| where that is
+larger (cuBLAS keeps small GEMMs in float32)."""
 import pytest
 import torch
 
@@ -46,7 +51,7 @@ def _grads(fn, inputs, w_out, w_lse, out_transposed=False):
     return torch.autograd.grad(loss, [t for t in inputs if t is not None and t.requires_grad])
 
 
-def _check(B, H, Hkv, L, S, E, Ev, mask_kind, causal, dtype, layout="contiguous", mask_grad=False):
+def _check(B, H, Hkv, L, S, E, Ev, mask_kind, causal, dtype, layout="contiguous", mask_grad=False, precision="auto"):
     q0, k0, v0 = _rand((B, H, L, E), 1, dtype), _rand((B, Hkv, S, E), 2, dtype), _rand((B, Hkv, S, Ev), 3, dtype)
     m0 = _mask(mask_kind, B, H, L, S)
     w_out = _rand((B, L, H, Ev) if layout == "strided" else (B, H, L, Ev), 4, torch.float64)
@@ -64,17 +69,38 @@ def _check(B, H, Hkv, L, S, E, Ev, mask_kind, causal, dtype, layout="contiguous"
     ins_r = (leaf(q0, "cpu"), leaf(k0, "cpu"), leaf(v0, "cpu"), mask_r)
     ins_l = (leaf(q0, "cpu"), leaf(k0, "cpu"), leaf(v0, "cpu"), mask_r)
     tr = layout == "strided"
-    ours = _grads(lambda q, k, v, m: fae.flash_attention(q, k, v, mask=m, causal=causal, return_lse=True),
+    ours = _grads(lambda q, k, v, m: fae.flash_attention(q, k, v, mask=m, causal=causal, return_lse=True,
+                                                         float32_precision=precision),
                   ins_c, w_out.cuda(), w_lse.cuda(), tr)
     ref = _grads(lambda q, k, v, m: attention_reference(q, k, v, mask=m, causal=causal), ins_r, w_out, w_lse, tr)
-    low = _grads(lambda q, k, v, m: attention_reference(q, k, v, mask=m, causal=causal, dtype=dtype),
-                 ins_l, w_out, w_lse, tr)
+    tf32 = dtype == torch.float32 and precision == "tf32"
+    if tf32:
+        # The budget: PyTorch's float32 autograd with TF32 matmuls, on the GPU.
+        ins_g = (leaf(q0, "cuda"), leaf(k0, "cuda"), leaf(v0, "cuda"),
+                 None if m0 is None else m0.to("cuda").double().requires_grad_(mask_grad) if m0.dtype != torch.bool
+                 else m0.to("cuda"))
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            low = _grads(lambda q, k, v, m: attention_reference(q, k, v, mask=m, causal=causal, dtype=dtype),
+                         ins_g, w_out.cuda(), w_lse.cuda(), tr)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
+    else:
+        low = _grads(lambda q, k, v, m: attention_reference(q, k, v, mask=m, causal=causal, dtype=dtype),
+                     ins_l, w_out, w_lse, tr)
     for name, a, r, lo in zip("qkvm", ours, ref, low):
         a = a.double().cpu()
         assert torch.isfinite(a).all(), f"d{name} has non-finite values"
         amax = r.abs().max().item()
         err = (a - r).abs().max().item()
-        bound = 3 * (lo.double() - r).abs().max().item() + torch.finfo(dtype).eps * amax
+        bound = 3 * (lo.double().cpu() - r).abs().max().item() + torch.finfo(dtype).eps * amax
+        if dtype == torch.float32 and not tf32:
+            bound = max(bound, 1e-5 * amax)  # the float32 rule (tests/support/numerics.py)
+        if tf32:
+            # cuBLAS does not take TF32 for every shape (tiny GEMMs stay float32), so PyTorch's error alone could
+            # collapse to float32's: TF32 also gets 8 units of its own rounding (2^-11) of max |ref|.
+            bound = max(bound, 8 * 2.0**-11 * amax)
         assert err <= bound, f"d{name}: max error {err:.3e} > {bound:.3e} (max |ref| {amax:.3e})"
     return ours
 
@@ -252,3 +278,79 @@ def test_wgmma_backward_rows_without_keys_and_hidden_nan(E, wgmma_variant):
     for t in (q, k, v):
         assert torch.isfinite(t.grad).all()
     assert k.grad[:, :, 70:].abs().max() == 0 and v.grad[:, :, 70:].abs().max() == 0
+
+
+# The float32 backward on tensor cores (bwd_mma's dkdv_f32_kernel.cuh / dq_f32_kernel.cuh): "auto" is 3xTF32,
+# "tf32" plain TF32. The same shapes as CASES (tails of 1, 97, 113, 1025; E 8, 16, 32, 40, 59, 64, 80, 111,
+# 128 and E != Ev; every mask broadcast; both causal alignments with L < S and L > S; GQA/MQA; E = 256 on the
+# dense path).
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)).replace("'", "").replace(" ", ""))
+@pytest.mark.parametrize("precision", ["auto", "tf32"])
+def test_f32_backward_matches_float64(case, precision):
+    _check(*case, torch.float32, precision=precision)
+
+
+@pytest.mark.parametrize("precision", ["3xtf32", "tf32"])
+def test_f32_backward_strided_and_mask_gradient(precision):
+    _check(2, 4, 2, 150, 203, 64, 64, ("bool", "LS"), True, torch.float32, layout="strided", precision=precision)
+    _check(1, 4, 2, 130, 97, 64, 64, ("float", "H1S"), "bottom_right", torch.float32, mask_grad=True,
+           precision=precision)
+    _check(2, 2, 2, 70, 65, 40, 40, ("float", "BHLS"), False, torch.float32, mask_grad=True, precision=precision)
+    _check(1, 2, 1, 1025, 1025, 128, 128, None, "top_left", torch.float32, precision=precision)
+
+
+@pytest.mark.parametrize("precision", ["auto", "tf32"])
+def test_f32_backward_fully_masked_rows_are_zero(precision):
+    q = torch.randn(1, 2, 70, 64, device="cuda", requires_grad=True)
+    k = torch.randn(1, 2, 90, 64, device="cuda", requires_grad=True)
+    v = torch.randn(1, 2, 90, 64, device="cuda", requires_grad=True)
+    mask = torch.rand(70, 90, device="cuda") > 0.5
+    mask[3] = False
+    mask[:, 5] = False
+    with torch.no_grad():
+        v[0, :, 5] = float("nan")
+    fae.flash_attention(q, k, v, mask=mask, float32_precision=precision).square().sum().backward()
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all()
+    assert q.grad[:, :, 3].abs().max() == 0
+    assert k.grad[:, :, 5].abs().max() == 0
+    # bottom_right with L > S: rows 0 .. L - S - 1 see no key.
+    q = torch.randn(1, 2, 200, 128, device="cuda", requires_grad=True)
+    k = torch.randn(1, 2, 90, 128, device="cuda", requires_grad=True)
+    v = torch.randn(1, 2, 90, 128, device="cuda", requires_grad=True)
+    fae.flash_attention(q, k, v, causal="bottom_right", float32_precision=precision).square().sum().backward()
+    assert q.grad[:, :, :110].abs().max() == 0 and q.grad[:, :, 110:].abs().max() > 0
+
+
+@pytest.mark.parametrize("precision", ["auto", "tf32"])
+def test_f32_backward_deterministic_mode_is_bitwise_and_accurate(precision):
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        first = _check(2, 4, 2, 300, 517, 64, 64, ("bool", "B1LS"), "bottom_right", torch.float32, precision=precision)
+        for _ in range(3):
+            again = _check(2, 4, 2, 300, 517, 64, 64, ("bool", "B1LS"), "bottom_right", torch.float32,
+                           precision=precision)
+            for a, b in zip(first, again):
+                assert torch.equal(a, b)
+        _check(1, 4, 1, 97, 113, 59, 33, ("float", "H1S"), True, torch.float32, precision=precision)
+        _check(1, 2, 2, 113, 1025, 128, 80, None, "top_left", torch.float32, precision=precision)
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def test_f32_backward_is_selected():
+    q = torch.randn(1, 2, 64, 128, device="cuda")
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("tensor-core backward needs sm80+")
+    assert fae.explain(q, q, q)["backward"] == "bwd_mma"
+    assert "3xTF32" in fae.explain(q, q, q)["backward_reason"]
+    assert "TF32" in fae.explain(q, q, q, float32_precision="tf32")["backward_reason"]
+    ieee = fae.explain(q, q, q, float32_precision="ieee")
+    assert ieee["backward"] == "dense" and "ieee" in ieee["backward_reason"]
+    big = torch.randn(1, 2, 64, 160, device="cuda")
+    assert fae.explain(big, big, big)["backward"] == "dense"
+
+
+def test_f32_backward_ieee_keeps_the_dense_path_and_is_accurate():
+    _check(1, 2, 1, 97, 113, 64, 64, ("bool", "LS"), True, torch.float32, precision="ieee")

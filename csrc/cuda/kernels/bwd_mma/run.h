@@ -12,4 +12,8 @@ namespace flash_attn_ext::cuda::bwd {
 template <bool BF16, int HD, bool CAUSAL>
 void run_bwd(const BwdArgs& a, cudaStream_t stream);
 
+// The float32 backward (launch_template_f32.cuh): X3 = 3xTF32, else TF32.
+template <bool X3, int HD, bool CAUSAL>
+void run_bwd_f32(const BwdArgs& a, cudaStream_t stream);
+
 }  // namespace flash_attn_ext::cuda::bwd

@@ -41,4 +41,40 @@ struct DqTileSizes {
   static_assert(kBlockM == 16 * kWarps, "one 16-row slice per warp");
 };
 
+// float32 operands (TF32 / 3xTF32, m16n8k8): every tile takes twice the bytes, so the 16-bit
+// sizes above would need 346 KiB at HD = 128. Choices, one reason each:
+//  - kBlockN = 64 keys, 4 warps of 16 keys: K and V at HD = 128 are 2 x 33 KiB (128 keys: 2 x 66).
+//  - kBlockM = 32 query rows per block: Q/dO stages are 2 x 2 x 16.5 KiB at HD = 128.
+//  - kQueryStep = 16 (v5's query steps): S^T and dP^T of 16 x 16 = 8 registers each beside
+//    dK + dV's 128 and the 3xTF32 big/small operands (32-query steps spilled ~500 bytes at HD = 128).
+//  - kPitch = HD + 4 (4 mod 32 floats): the float2 row loads (rows g, elements 2t, 2t + 1) of a
+//    half-warp and the permuted-k column loads (rows 2t and 2t + 1, column g) are conflict-free.
+//  - kDsPitch = kBlockM + 4 (4 mod 32), likewise for dS^T read as dQ's A operand.
+// Bytes: 4 * (2*64 + 4*32) * (HD + 4) + 2 * 64 * 36 * 4 + 2 * 2 * 32 * 4 + 8:
+//   150.5 KiB at HD = 128 (fits sm_80's 163 KiB), 119 KiB at 96, 88 KiB at 64 (two CTAs on sm_90), 57 KiB at 32.
+template <int HD>
+struct TileSizesF32 {
+  static constexpr int kBlockM = 32;
+  static constexpr int kBlockN = 64;
+  static constexpr int kQueryStep = 16;
+  static constexpr int kWarps = 4, kThreads = kWarps * 32;
+  static constexpr int kPitch = HD + 4;
+  static constexpr int kDsPitch = kBlockM + 4;
+  static_assert(kBlockN == 16 * kWarps, "one 16-key slice per warp");
+  static_assert(kBlockM == 16 * (kWarps / 2), "dQ step: 2 slices of 16 query rows x 2 groups of feature chunks");
+  static_assert(kPitch % 32 == 4 && kDsPitch % 32 == 4, "conflict-free fragment loads");
+};
+
+// The deterministic float32 dQ kernel: 4 warps of 16 query rows (kBlockM 64) and 32-key steps, so
+// Q, dO (2 x 33 KiB) and two stages of K, V (4 x 16.5 KiB) take 132 KiB at HD = 128 (64-key steps:
+// 198 KiB, past sm_80's 163).
+template <int HD>
+struct DqTileSizesF32 {
+  static constexpr int kBlockM = 64;
+  static constexpr int kBlockN = 32;
+  static constexpr int kWarps = 4, kThreads = kWarps * 32;
+  static constexpr int kPitch = HD + 4;
+  static_assert(kBlockM == 16 * kWarps, "one 16-row slice per warp");
+};
+
 }  // namespace flash_attn_ext::cuda::bwd
