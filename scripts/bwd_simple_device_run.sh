@@ -19,20 +19,20 @@ cuobjdump -res-usage "$so" 2>/dev/null | grep -A1 -E "bwd_simple" | grep -oE "Fu
   | paste - - - - - >"$OUT/simple_res_usage.txt" 2>/dev/null
 sed -E 's/_ZN14flash_attn_ext4cuda10bwd_simple//' "$OUT/simple_res_usage.txt" | head -24
 
-timeout ${TEST1_S:-110} python3 -m pytest -q -n 8 --tb=short -rs -p no:cacheprovider tests/gpu/test_cuda_backward.py \
+timeout ${TEST1_S:-100} python3 -m pytest -q -n 8 --tb=short -rs -p no:cacheprovider tests/gpu/test_cuda_backward.py \
   -k "simple or ieee or f32_backward_is_selected" >"$OUT/tests_simple.log" 2>&1
 echo "bwd_simple tests rc=$?"
 grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests_simple.log" | head -30
 grep -E "^E .*(rror|assert)" "$OUT/tests_simple.log" | head -20
 since "bwd_simple tests done"
 
-timeout ${TEST2_S:-100} python3 -m pytest -q -n 8 --tb=short -rs -p no:cacheprovider tests/gpu/test_cuda_backward.py \
+timeout ${TEST2_S:-90} python3 -m pytest -q -n 8 --tb=short -rs -p no:cacheprovider tests/gpu/test_cuda_backward.py \
   -k "not (simple or ieee or f32_backward_is_selected)" >"$OUT/tests_rest.log" 2>&1
 echo "rest of test_cuda_backward.py rc=$?"
 grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/tests_rest.log" | head -20
 since "tests done"
 
-timeout ${BENCH_S:-75} python3 benchmarks/bwd_simple_bench.py --json "$OUT/bench_simple.json" ${BENCH_ARGS:-} \
+timeout ${BENCH_S:-70} python3 benchmarks/bwd_simple_bench.py --json "$OUT/bench_simple.json" ${BENCH_ARGS:-} \
   >"$OUT/bench_simple.log" 2>&1
 echo "bench rc=$?"
 since "bench done"
