@@ -1,6 +1,8 @@
 """A few small backward calls with tails in every tile, for compute-sanitizer (memcheck / racecheck):
 atomic and deterministic dQ, bool and float masks, causal both ways, GQA, odd head dims.
-FLOAT32_ONLY=1 runs only the float32 list (bwd_mma's TF32 / 3xTF32 kernels)."""
+FLOAT32_ONLY=1 runs only the float32 list (bwd_mma's TF32 / 3xTF32 kernels); SIMPLE_ONLY=1 only the
+bwd_simple list (the CUDA-core backward: head dims above 128, float32 'ieee', and small head dims forced
+there with FLASH_ATTN_EXT_BWD_SIMPLE=force)."""
 import os
 
 import torch
@@ -20,6 +22,20 @@ def one(B, H, Hkv, L, S, E, Ev, causal, mask, dtype, precision="auto"):
     fae.flash_attention(q, k, v, mask=m, causal=causal, float32_precision=precision).float().sum().backward()
     torch.cuda.synchronize()
 
+
+if os.environ.get("SIMPLE_ONLY") == "1":
+    # Both head-dim tile shapes (Bc 32 / Br 16 up to 128, Bc 16 / Br 8 at 256), tails, E != Ev, both causal
+    # alignments with L < S and L > S, GQA, bool and float masks (the float one with its gradient), 3 dtypes.
+    one(1, 4, 2, 37, 53, 256, 200, "bottom_right", "bool", torch.bfloat16)
+    one(1, 2, 1, 40, 19, 160, 160, True, "float", torch.float16)
+    one(1, 2, 1, 19, 40, 192, 64, "bottom_right", None, torch.float32)
+    one(1, 4, 2, 33, 29, 59, 33, "bottom_right", "float", torch.float32, "ieee")
+    os.environ["FLASH_ATTN_EXT_BWD_SIMPLE"] = "force"
+    one(2, 2, 1, 21, 35, 40, 40, True, "bool", torch.bfloat16)
+    one(1, 2, 2, 17, 9, 8, 8, False, None, torch.float16)
+    del os.environ["FLASH_ATTN_EXT_BWD_SIMPLE"]
+    print("sanitize (bwd_simple): done")
+    raise SystemExit(0)
 
 if os.environ.get("FLOAT32_ONLY") != "1":
     for det in (False, True):

@@ -154,8 +154,8 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& q, const at::Tenso
 
 // The backward with dense float32 matrices (O(L*S) memory): P from the saved LSE, then
 // dV = P^T dO, dS = P (dO V^T - D), dQ = scale dS K, dK = scale dS^T Q, summed over GQA groups.
-// The reference (kernel='naive') and the path for what the tensor-core backward does not take
-// (float32_precision='ieee', head dims above 128, devices below sm80).
+// The reference (kernel='naive'), and the fallback where neither the tensor-core backward nor
+// bwd_simple takes a call (FLASH_ATTN_EXT_BWD_SIMPLE=dense, or a device without the shared memory).
 void dense_bwd_cuda(const BackwardCall& c) {
   const FwdParams& p = c.fwd.params;
   DenseScores d = dense_scores(c.fwd);
@@ -211,6 +211,20 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
   c.dq.copy_(dq_accum);
 }
 
+// The CUDA-core backward (kernels/bwd_simple): O(L + S) extra memory, dQ by a query-major kernel and
+// dK/dV by a key-major one, no atomics (bitwise reproducible in every mode). What the tensor-core
+// backward does not take: head dims above 128, float32_precision='ieee', devices below sm80.
+void simple_bwd_cuda(const BackwardCall& c, int device_index) {
+  cuda::launch_bwd_simple(c.params, c10::cuda::getCurrentCUDAStream(device_index).stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+int max_smem_optin(int device_index) {
+  int bytes = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index));
+  return bytes;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
     const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& out,
     const at::Tensor& lse, const std::optional<at::Tensor>& dlse, const std::optional<at::Tensor>& mask,
@@ -223,8 +237,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
   choose_cuda_kernel(c.fwd.params, name, q.device().index());  // validates the name
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
   if (c.empty) return {c.dq, c.dk, c.dv, dscores};
-  if (choose_cuda_backward(c.fwd.params, name, q.device().index()).name == "bwd_mma")
+  const std::string backward = choose_cuda_backward(c.fwd.params, name, q.device().index()).name;
+  if (backward == "bwd_mma")
     mma_bwd_cuda(c, q.device().index());
+  else if (backward == "bwd_simple")
+    simple_bwd_cuda(c, q.device().index());
   else
     dense_bwd_cuda(c);
   return {c.dq, c.dk, c.dv, dscores};
@@ -275,6 +292,25 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
   return {"v2_warp", "no tensor-core rung below sm80: the warp-cooperative rung is the fastest"};
 }
 
+namespace {
+
+// Where the tensor-core backward does not go: bwd_simple (CUDA cores, O(L + S) memory) unless
+// FLASH_ATTN_EXT_BWD_SIMPLE=dense asks for the dense path (benchmarks, A/B checks) or the device
+// cannot host its tiles.
+KernelChoice simple_or_dense(const BwdParams& bp, const std::string& mma_why, int device_index) {
+  const std::string because = mma_why.empty() ? std::string() : "the tensor-core backward " + mma_why + ": ";
+  const char* env = std::getenv("FLASH_ATTN_EXT_BWD_SIMPLE");
+  if (env != nullptr && std::string(env) == "dense")
+    return {"dense", because + "FLASH_ATTN_EXT_BWD_SIMPLE=dense: dense float32 backward (O(L*S) memory)"};
+  std::string why;
+  if (cuda::bwd_simple_supports(bp, max_smem_optin(device_index), &why))
+    return {"bwd_simple", because + "CUDA-core backward bwd_simple (float32 FMAs, O(L+S) memory, key-major dK/dV "
+                                    "and query-major dQ kernels, no atomics: bitwise reproducible)"};
+  return {"dense", because + "bwd_simple " + why + ": dense float32 backward (O(L*S) memory)"};
+}
+
+}  // namespace
+
 KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& requested, int device_index) {
   if (requested == "naive") return {"dense", "kernel='naive': the dense float32 reference backward (O(L*S) memory)"};
   BwdParams bp;
@@ -286,6 +322,14 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
   const char* f32_env = std::getenv("FLASH_ATTN_EXT_BWD_F32");
   if (p.dtype == ScalarKind::kFloat32 && f32_env != nullptr && std::string(f32_env) == "dense")
     return {"dense", "FLASH_ATTN_EXT_BWD_F32=dense: dense float32 backward (O(L*S) memory)"};
+  // FLASH_ATTN_EXT_BWD_SIMPLE=force: every call bwd_simple takes goes there (tests of its mask, tail
+  // and GQA handling at head dims the tensor-core backward would take).
+  const char* simple_env = std::getenv("FLASH_ATTN_EXT_BWD_SIMPLE");
+  if (simple_env != nullptr && std::string(simple_env) == "force") {
+    std::string simple_why;
+    if (cuda::bwd_simple_supports(bp, max_smem_optin(device_index), &simple_why))
+      return {"bwd_simple", "FLASH_ATTN_EXT_BWD_SIMPLE=force: CUDA-core backward bwd_simple (O(L+S) memory)"};
+  }
   if (cuda::bwd_mma_supports(bp, sm, &why)) {
     const std::string tiled = "tiled tensor-core backward (FlashAttention-2 split, O(L+S) memory)";
     const std::string variant = cuda::bwd_mma_variant();
@@ -309,7 +353,7 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
       wg_why = "bwd_wgmma " + wg_why;
     return {"bwd_mma", tiled + ", dK/dV kernel v5 (" + wg_why + ")"};
   }
-  return {"dense", "the tensor-core backward " + why + ": dense float32 backward (O(L*S) memory)"};
+  return simple_or_dense(bp, why, device_index);
 }
 
 TORCH_LIBRARY_IMPL(flash_attn_ext, CUDA, m) {

@@ -48,4 +48,11 @@ bool bwd_wgmma_supports(const BwdParams& p, int sm, bool check_dout, std::string
 // nothing, if the driver refuses a tensor map; the caller then runs bwd_mma.
 bool launch_bwd_wgmma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
 
+// CUDA-core backward (kernels/bwd_simple), O(L + S) memory, every sm: whether it takes these inputs
+// on a device granting max_smem_optin bytes of shared memory per block, and if not, why.
+bool bwd_simple_supports(const BwdParams& p, int max_smem_optin, std::string* why);
+// dout, q, k, v (+ lse, delta) -> dq, dk, dv (and dscores when not null), all written without atomics
+// (bitwise reproducible).
+void launch_bwd_simple(const BwdParams& p, cudaStream_t stream);
+
 }  // namespace flash_attn_ext::cuda

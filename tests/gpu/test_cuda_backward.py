@@ -2,8 +2,9 @@
 
 Odd sizes (tails in every tile), head dims that need padding, every mask broadcast, both causal
 alignments with L < S and L > S, GQA/MQA, non-contiguous inputs and gradients, fully masked rows,
-deterministic mode, and grids past the 65535 limit. Head dims above 128 go to the dense path and
-are checked here too. Error bound (DESIGN.md §3): 3 x the error of plain PyTorch doing the same math
+deterministic mode, and grids past the 65535 limit. Head dims above 128, float32_precision='ieee'
+(and devices below sm80) go to the CUDA-core backward bwd_simple (kernels/bwd_simple), tested at the
+end of this file, also on every CASES shape through FLASH_ATTN_EXT_BWD_SIMPLE=force. Error bound (DESIGN.md §3): 3 x the error of plain PyTorch doing the same math
 in the input dtype, plus the dtype's rounding floor of max |ref|. float32 (the TF32 / 3xTF32 kernels of
 bwd_mma): "auto"/"3xtf32" must be accurate to float32, i.e. within the float32 rule of
 tests/support/numerics.py (1e-5 x max |ref|) or 3 x plain PyTorch float32's error plus an ulp, whichever
@@ -117,7 +118,7 @@ CASES = [
     (2, 2, 2, 64, 128, 32, 96, ("bool", "BHLS"), False),
     (1, 2, 2, 77, 1, 16, 16, ("float", "1S"), "bottom_right"),
     (1, 4, 2, 257, 190, 128, 64, None, "bottom_right"),
-    (1, 2, 2, 100, 90, 256, 256, None, False),  # above the 128 bucket: the dense path
+    (1, 2, 2, 100, 90, 256, 256, None, False),  # above the 128 bucket: bwd_simple
 ]
 
 
@@ -347,10 +348,137 @@ def test_f32_backward_is_selected():
     assert "3xTF32" in fae.explain(q, q, q)["backward_reason"]
     assert "TF32" in fae.explain(q, q, q, float32_precision="tf32")["backward_reason"]
     ieee = fae.explain(q, q, q, float32_precision="ieee")
-    assert ieee["backward"] == "dense" and "ieee" in ieee["backward_reason"]
+    assert ieee["backward"] == "bwd_simple" and "ieee" in ieee["backward_reason"]
     big = torch.randn(1, 2, 64, 160, device="cuda")
-    assert fae.explain(big, big, big)["backward"] == "dense"
+    assert fae.explain(big, big, big)["backward"] == "bwd_simple"
 
 
-def test_f32_backward_ieee_keeps_the_dense_path_and_is_accurate():
+def test_f32_backward_ieee_takes_bwd_simple_and_is_accurate():
     _check(1, 2, 1, 97, 113, 64, 64, ("bool", "LS"), True, torch.float32, precision="ieee")
+
+
+# The CUDA-core backward (kernels/bwd_simple, O(L + S) memory): what the tensor-core backward does not take
+# (max(E, Ev) in 129..256 in any dtype, float32_precision='ieee', devices below sm80). Head dims 160, 192,
+# 200, 256 and E != Ev, tails of 1, 97, 113, 1025, every mask broadcast, both causal alignments with L < S
+# and L > S, GQA/MQA. float32 at these head dims is IEEE float32 on CUDA cores in every precision mode.
+SIMPLE_CASES = [
+    # (B, H, Hkv, L, S, E, Ev, mask, causal)
+    (1, 2, 2, 1, 1, 160, 160, None, False),
+    (2, 4, 2, 97, 113, 192, 192, None, False),
+    (1, 2, 1, 113, 97, 200, 200, ("bool", "LS"), True),
+    (1, 3, 3, 97, 1025, 256, 256, ("bool", "B1LS"), "bottom_right"),
+    (1, 2, 1, 1025, 97, 256, 64, ("float", "H1S"), "bottom_right"),  # L > S: rows that see no key
+    (1, 2, 2, 130, 70, 64, 256, ("float", "BHLS"), "top_left"),
+    (1, 4, 1, 200, 333, 256, 256, None, True),
+    (2, 2, 2, 64, 128, 160, 96, ("bool", "BHLS"), False),
+    (1, 2, 2, 77, 1, 129, 129, ("float", "1S"), "bottom_right"),
+    (1, 2, 2, 1, 300, 256, 256, None, "bottom_right"),
+]
+
+
+def _ids(c):
+    return "x".join(map(str, c)).replace("'", "").replace(" ", "")
+
+
+@pytest.mark.parametrize("case", SIMPLE_CASES, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_simple_backward_matches_float64(case, dtype):
+    _check(*case, dtype)
+
+
+@pytest.fixture
+def simple_forced(monkeypatch):
+    """Routes every call to bwd_simple, also head dims the tensor-core backward would take."""
+    monkeypatch.setenv("FLASH_ATTN_EXT_BWD_SIMPLE", "force")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_simple_backward_forced_on_every_case(case, dtype, simple_forced):
+    assert fae.explain(torch.zeros(1, 1, 8, case[5], device="cuda", dtype=dtype),
+                       torch.zeros(1, 1, 8, case[5], device="cuda", dtype=dtype),
+                       torch.zeros(1, 1, 8, case[6], device="cuda", dtype=dtype))["backward"] == "bwd_simple"
+    _check(*case, dtype, precision="ieee" if dtype == torch.float32 else "auto")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_simple_backward_strided_and_mask_gradient(dtype):
+    _check(2, 4, 2, 150, 203, 256, 256, ("bool", "LS"), True, dtype, layout="strided")
+    _check(1, 4, 2, 130, 97, 192, 192, ("float", "H1S"), "bottom_right", dtype, mask_grad=True)
+    _check(2, 2, 2, 70, 65, 200, 40, ("float", "BHLS"), False, dtype, mask_grad=True)
+    _check(1, 2, 1, 97, 113, 64, 64, ("float", "B1LS"), True, torch.float32, mask_grad=True, precision="ieee")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_simple_backward_fully_masked_rows_and_hidden_nan(dtype):
+    q = torch.randn(1, 2, 70, 256, device="cuda", dtype=dtype, requires_grad=True)
+    k = torch.randn(1, 2, 90, 256, device="cuda", dtype=dtype, requires_grad=True)
+    v = torch.randn(1, 2, 90, 256, device="cuda", dtype=dtype, requires_grad=True)
+    mask = torch.rand(70, 90, device="cuda") > 0.5
+    mask[3] = False
+    mask[:, 5] = False
+    with torch.no_grad():
+        v[0, :, 5] = float("nan")  # a key nobody sees must not leak NaN into any gradient
+        k[0, :, 5] = float("nan")
+    fae.flash_attention(q, k, v, mask=mask).float().square().sum().backward()
+    for t in (q, k, v):
+        assert torch.isfinite(t.grad).all()
+    assert q.grad[:, :, 3].abs().max() == 0
+    assert k.grad[:, :, 5].abs().max() == 0 and v.grad[:, :, 5].abs().max() == 0
+    # bottom_right with L > S: rows 0 .. L - S - 1 see no key, their dQ is exactly 0.
+    q = torch.randn(1, 2, 200, 192, device="cuda", dtype=dtype, requires_grad=True)
+    k = torch.randn(1, 2, 90, 192, device="cuda", dtype=dtype, requires_grad=True)
+    v = torch.randn(1, 2, 90, 192, device="cuda", dtype=dtype, requires_grad=True)
+    fae.flash_attention(q, k, v, causal="bottom_right").float().square().sum().backward()
+    assert q.grad[:, :, :110].abs().max() == 0 and q.grad[:, :, 110:].abs().max() > 0
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_simple_backward_is_bitwise_reproducible(deterministic):
+    """No atomics anywhere: the same bits with or without torch.use_deterministic_algorithms."""
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(deterministic)
+        first = _check(2, 4, 2, 300, 517, 192, 192, ("bool", "B1LS"), "bottom_right", torch.bfloat16)
+        for _ in range(2):
+            again = _check(2, 4, 2, 300, 517, 192, 192, ("bool", "B1LS"), "bottom_right", torch.bfloat16)
+            for a, b in zip(first, again):
+                assert torch.equal(a, b)
+        first = _check(1, 4, 1, 97, 113, 64, 64, ("float", "H1S"), True, torch.float32, precision="ieee")
+        again = _check(1, 4, 1, 97, 113, 64, 64, ("float", "H1S"), True, torch.float32, precision="ieee")
+        for a, b in zip(first, again):
+            assert torch.equal(a, b)
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def test_simple_backward_is_selected(monkeypatch):
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        big = torch.randn(1, 2, 64, 256, device="cuda", dtype=dtype)
+        ex = fae.explain(big, big, big[..., :200], causal=True)
+        assert ex["backward"] == "bwd_simple" and "bwd_simple" in ex["backward_reason"], ex
+    q = torch.randn(1, 2, 64, 64, device="cuda")
+    assert fae.explain(q, q, q, float32_precision="ieee")["backward"] == "bwd_simple"
+    assert fae.explain(q, q, q, kernel="naive")["backward"] == "dense"
+    monkeypatch.setenv("FLASH_ATTN_EXT_BWD_SIMPLE", "dense")
+    ex = fae.explain(big, big, big)
+    assert ex["backward"] == "dense" and "FLASH_ATTN_EXT_BWD_SIMPLE=dense" in ex["backward_reason"]
+
+
+@pytest.mark.parametrize("dtype,E,H,N", [(torch.float32, 64, 16, 4096), (torch.bfloat16, 256, 2, 16384)],
+                         ids=["f32-ieee-E64-N4096", "bf16-E256-N16384"])
+def test_simple_backward_memory_is_linear(dtype, E, H, N):
+    """Peak extra memory of the backward: O(N) (the gradients, D and its temporaries), far below one float32
+    (B, H, L, S) matrix (the dense path makes several)."""
+    q, k, v = (torch.randn(1, H, N, E, device="cuda", dtype=dtype, requires_grad=True) for _ in range(3))
+    out = fae.flash_attention(q, k, v, causal=True, float32_precision="ieee")
+    dout = torch.randn_like(out)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    grads = torch.autograd.grad(out, (q, k, v), dout)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    scores = H * N * N * 4
+    assert extra < scores / 4, f"backward took {extra / 2**20:.0f} MiB, one score matrix is {scores / 2**20:.0f} MiB"
+    assert all(torch.isfinite(g).all() for g in grads)
