@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cuda.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cudaTypedefs.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace flash_attn_ext::cuda::tma {
 
@@ -49,6 +51,36 @@ inline bool encode_tiled(CUtensorMap* map, CUtensorMapDataType dtype, int rank, 
                         CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                         CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   return r == CUDA_SUCCESS;
+}
+
+// 16-bit rows the TMA can read: a 16-byte aligned base and strides that are multiples of 8
+// elements (16 bytes); a size-1 dimension's stride is never used.
+inline bool rows_ok16(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads, int64_t s_batch,
+                      int64_t batch) {
+  auto ok = [](int64_t stride, int64_t n) { return n == 1 || (stride > 0 && stride % 8 == 0); };
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ok(s_row, rows) && ok(s_head, heads) && ok(s_batch, batch);
+}
+
+// A 16-bit (batch, heads, rows, E) view (element strides s_*) as a 4-D map, E innermost, boxes of
+// 64 x box_rows x 1 x 1 (128-byte rows) with 128-byte swizzle: the layout the wgmma kernels' swizzled
+// descriptors read. Strides of size-1 dims are irrelevant to the data but must still satisfy the
+// encoder, so they are replaced by the packed value.
+template <typename T>
+bool make_head_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64_t heads, int64_t batch,
+                   int64_t s_row, int64_t s_head, int64_t s_batch, uint32_t box_rows) {
+  static_assert(sizeof(T) == 2, "make_head_map: 16-bit elements");
+  const int64_t es = sizeof(T);
+  if (rows == 1) s_row = E;
+  if (heads == 1) s_head = s_row * rows;
+  if (batch == 1) s_batch = s_head * heads;
+  const uint64_t dims[4] = {static_cast<uint64_t>(E), static_cast<uint64_t>(rows), static_cast<uint64_t>(heads),
+                            static_cast<uint64_t>(batch)};
+  const uint64_t strides[3] = {static_cast<uint64_t>(s_row * es), static_cast<uint64_t>(s_head * es),
+                               static_cast<uint64_t>(s_batch * es)};
+  const uint32_t box[4] = {64, box_rows, 1, 1};
+  const CUtensorMapDataType dt =
+      std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 }  // namespace flash_attn_ext::cuda::tma

@@ -4,19 +4,12 @@
 #include <string>
 
 #include "../../launch.h"
+#include "../../ptx/tma_host.h"
 #include "config.h"
 #include "run.h"
 
 namespace flash_attn_ext::cuda {
 namespace {
-
-// TMA reads a row only from a 16-byte aligned address with 16-byte multiple strides; a size-1
-// dimension's stride is never used.
-bool tma_ok(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads, int64_t s_batch,
-            int64_t batch) {
-  auto ok = [](int64_t stride, int64_t n) { return n == 1 || (stride > 0 && stride % 8 == 0); };
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ok(s_row, rows) && ok(s_head, heads) && ok(s_batch, batch);
-}
 
 template <bool BF16, bool CAUSAL>
 bool run_e(const BwdParams& p, float* dq_accum, cudaStream_t s) {
@@ -36,10 +29,11 @@ bool bwd_wgmma_supports(const BwdParams& bp, int sm, bool check_dout, std::strin
   if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) return no("takes float16/bfloat16 only");
   if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes E == Ev in {64, 128} only");
   if (p.mask_kind != MaskKind::kNone) return no("takes no mask");
-  if (!tma_ok(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) || !tma_ok(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
-      !tma_ok(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
+  if (!tma::rows_ok16(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) ||
+      !tma::rows_ok16(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
+      !tma::rows_ok16(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
     return no("needs 16-byte aligned q/k/v rows and strides (TMA)");
-  if (check_dout && !tma_ok(bp.dout, bp.do_sl, p.L, bp.do_sh, p.H, bp.do_sb, p.B))
+  if (check_dout && !tma::rows_ok16(bp.dout, bp.do_sl, p.L, bp.do_sh, p.H, bp.do_sb, p.B))
     return no("needs 16-byte aligned dout rows and strides (TMA)");
   const int64_t kv_blocks = (p.S + bwdwg::kBlockN - 1) / bwdwg::kBlockN * p.B * p.Hkv;
   const int64_t items = (p.L + bwdwg::kBlockM - 1) / bwdwg::kBlockM * p.group;

@@ -3,19 +3,12 @@
 #include <string>
 
 #include "../../launch.h"
+#include "../../ptx/tma_host.h"
 #include "mask_bits.cuh"
 #include "run.h"
 
 namespace flash_attn_ext::cuda {
 namespace {
-
-// TMA reads a row only from a 16-byte aligned address with 16-byte multiple strides; a
-// size-1 dimension's stride is never used.
-bool tma_ok(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads, int64_t s_batch,
-            int64_t batch) {
-  auto ok = [](int64_t stride, int64_t n) { return n == 1 || (stride > 0 && stride % 8 == 0); };
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ok(s_row, rows) && ok(s_head, heads) && ok(s_batch, batch);
-}
 
 template <typename T, bool CAUSAL>
 bool run_e(const FwdParams& p, cudaStream_t s) {
@@ -42,8 +35,9 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
     if (lay.MB * lay.MH * lay.MT * lay.NT >= (int64_t(1) << 31) - 1 || lay.NT >= (int64_t(1) << 24))
       return no("takes bool masks only up to 2^31 128 x 128 mask tiles");
   }
-  if (!tma_ok(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) || !tma_ok(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
-      !tma_ok(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
+  if (!tma::rows_ok16(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) ||
+      !tma::rows_ok16(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
+      !tma::rows_ok16(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
     return no("needs 16-byte aligned q/k/v rows and strides (TMA)");
   if (reinterpret_cast<uintptr_t>(p.out) % 4 != 0 || p.o_sl % 2 != 0 || p.o_sh % 2 != 0 || p.o_sb % 2 != 0)
     return no("needs 4-byte aligned output pairs");

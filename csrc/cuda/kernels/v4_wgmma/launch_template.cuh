@@ -14,26 +14,6 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// A (B, heads, rows, E) view as a 4-D map, E innermost, boxes of 64 x kRows x 1 x 1 with
-// 128-byte swizzle. Strides of size-1 dims are irrelevant to the data but must still satisfy
-// the encoder (multiples of 16 bytes), so they are replaced by the packed value.
-template <typename T>
-bool make_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64_t heads, int64_t batch,
-              int64_t s_row, int64_t s_head, int64_t s_batch, uint32_t box_rows) {
-  const int64_t es = sizeof(T);
-  if (rows == 1) s_row = E;
-  if (heads == 1) s_head = s_row * rows;
-  if (batch == 1) s_batch = s_head * heads;
-  const uint64_t dims[4] = {static_cast<uint64_t>(E), static_cast<uint64_t>(rows), static_cast<uint64_t>(heads),
-                            static_cast<uint64_t>(batch)};
-  const uint64_t strides[3] = {static_cast<uint64_t>(s_row * es), static_cast<uint64_t>(s_head * es),
-                               static_cast<uint64_t>(s_batch * es)};
-  const uint32_t box[4] = {kChunk, box_rows, 1, 1};
-  const CUtensorMapDataType dt =
-      std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  return tma::encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
-}
-
 // Fills the kernel arguments and the Q/K/V maps for tile shape C; false if a map cannot be
 // encoded.
 template <typename T, class C, bool CAUSAL>
@@ -57,9 +37,9 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
   a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
-  return make_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
-         make_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
-         make_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN);
+  return tma::make_head_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
+         tma::make_head_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
+         tma::make_head_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN);
 }
 
 // Builds the maps for tile shape C and launches the given consumer loop; false (nothing
@@ -88,7 +68,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   Args a;
   CUtensorMap tq, tk, tv, to;
   if (!prepare<T, C, CAUSAL>(p, a, tq, tk, tv)) return false;
-  if (!make_map<T>(&to, p.out, C::E, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
+  if (!tma::make_head_map<T>(&to, p.out, C::E, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);
