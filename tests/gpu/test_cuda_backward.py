@@ -1,4 +1,5 @@
-"""The tensor-core CUDA backwards (csrc/cuda/kernels/bwd_mma, and bwd_wgmma on sm_90) against float64 autograd of the reference.
+"""The CUDA backwards (csrc/cuda/kernels/bwd_mma, bwd_wgmma on sm_90, bwd_simple) against float64 autograd
+of the reference.
 
 Odd sizes (tails in every tile), head dims that need padding, every mask broadcast, both causal
 alignments with L < S and L > S, GQA/MQA, non-contiguous inputs and gradients, fully masked rows,
