@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the v5 dK/dV kernel (prepared without a GPU; NOTES_bwd.md "v5"): build, the CUDA
-# backward tests under each FLASH_ATTN_EXT_BWD_VARIANT (v5, v5x2, then the default v4), compute-sanitizer
+# backward tests under each FLASH_ATTN_EXT_BWD_VARIANT (v5, v5x2, then v4, the rung below), compute-sanitizer
 # memcheck + racecheck on the new kernels, and forward + backward timings of v4, v5, v5x2 beside SDPA's
 # flash backend (the table, printed last). Logs in OUT_DIR.
 #
