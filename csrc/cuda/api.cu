@@ -120,16 +120,13 @@ at::Tensor weighted_values_ieee(const at::Tensor& probs, const at::Tensor& v, co
 // The naive reference on the GPU: the whole (B, H, L, S) score matrix in float32.
 void naive_cuda(const ForwardCall& c) {
   DenseScores d = dense_scores(c);
-  at::Tensor keep = d.keep, v = d.v;
   at::Tensor lse = at::logsumexp(d.scores, -1);
   at::Tensor finite = at::isfinite(lse);
   at::Tensor probs = at::exp(d.scores - at::where(finite, lse, at::zeros({}, lse.options())).unsqueeze(-1));
-  probs.masked_fill_(keep.logical_not(), 0.0);
-  // Keys no query sees are zeroed so NaN/Inf there cannot reach the output through 0 * NaN.
-  at::Tensor seen = keep.any(2).unsqueeze(-1);
-  v = at::where(seen, v, at::zeros({}, v.options()));
-  // Always the IEEE-exact product: asking whether V holds a NaN first would sync the stream (no graph capture).
-  at::Tensor out = weighted_values_ieee(probs, v, at::isfinite(v).logical_not());
+  probs.masked_fill_(d.keep.logical_not(), 0.0);
+  // Always the IEEE-exact product (NaN/Inf in V reach only rows that give the key weight, so keys no
+  // query sees need no zeroing): asking whether V holds a NaN first would sync the stream (no graph capture).
+  at::Tensor out = weighted_values_ieee(probs, d.v, at::isfinite(d.v).logical_not());
   out.masked_fill_(finite.logical_not().unsqueeze(-1), 0.0);
   c.out.copy_(out);
   c.lse.copy_(lse.masked_fill(finite.logical_not(), -std::numeric_limits<float>::infinity()));
