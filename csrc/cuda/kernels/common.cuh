@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../../common/params.h"
 
@@ -42,12 +43,19 @@ template <> __device__ __forceinline__ float2 unpack2<__half>(uint32_t w) {
   return __half22float2(h);
 }
 
+// Two floats rounded to nearest into one register of two 16-bit values (lo in the low half): one
+// paired conversion, the operand form of mma.sync / wgmma fragments and of 32-bit stores.
 template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  const T a = from_float<T>(lo), b = from_float<T>(hi);
-  uint16_t ua, ub;
-  memcpy(&ua, &a, 2);
-  memcpy(&ub, &b, 2);
-  return static_cast<uint32_t>(ua) | (static_cast<uint32_t>(ub) << 16);
+  static_assert(std::is_same<T, __nv_bfloat16>::value || std::is_same<T, __half>::value, "pack2: 16-bit T");
+  uint32_t w;
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    memcpy(&w, &v, sizeof(w));
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    memcpy(&w, &v, sizeof(w));
+  }
+  return w;
 }
 
 // True when every row start of a (b, h, l) strided tensor is 16-byte aligned, so

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../common.cuh"
 #include "../../ptx/fence.cuh"
 #include "../../ptx/mbarrier.cuh"
 #include "../../ptx/named_barrier.cuh"
@@ -54,17 +55,6 @@ namespace flash_attn_ext::cuda::bwdwg {
 
 constexpr int kDsBarrier = 1;  // named barrier: both consumer warpgroups' dS^T are in shared memory
 constexpr uint32_t kSw128Stride = 1024;  // bytes between 8-row groups of a 128-byte swizzled tile
-
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-}
 
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;

@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../common.cuh"
 #include "../../ptx/fence.cuh"
 #include "../../ptx/mbarrier.cuh"
 #include "../../ptx/named_barrier.cuh"
@@ -58,17 +59,6 @@ namespace flash_attn_ext::cuda::v4 {
 template <class C>
 constexpr uint32_t kVLeadBytes = C::kBlockN * 128;
 constexpr uint32_t kVStrideBytes = 1024;
-
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  } else {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
-  }
-}
 
 // Number of kBlockN key tiles the CTA whose first row is row0 must visit.
 template <class C, bool CAUSAL>
