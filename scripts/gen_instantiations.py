@@ -1,9 +1,8 @@
 """Writes csrc/cuda/instantiations/v3_<mode>_hd<HD>_<causal>[_r32].cu, v4_<dtype>_hd<E>_<causal>.cu,
-bwd_<dtype or tf32/tf32x3>_hd<HD>_<causal>.cu and bwdwg_<dtype>_hd<E>_<causal>.cu: one explicit instantiation of the v3
-forward launcher (or of the Hopper v4 forward launcher, the tensor-core backward launcher or the Hopper
-backward launcher) per file, so
-nvcc builds them in parallel and a change to one tile size rebuilds little. Run from the repository root
-after changing the modes or buckets."""
+v4m_<dtype>_hd<E>.cu, bwd_<dtype>_hd<HD>_<causal>.cu and bwdwg_<dtype>_hd<E>_<causal>.cu: one explicit
+instantiation of the v3 forward launcher (or of the Hopper v4 forward launcher, its bool-mask launcher, the
+tensor-core backward launcher or the Hopper backward launcher) per file, so nvcc builds them in parallel and a
+change to one tile size rebuilds little. Run from the repository root after changing the modes or buckets."""
 import os
 
 MODES = {"f16": "kF16", "bf16": "kBF16", "tf32": "kTf32", "tf32x3": "kTf32x3"}
@@ -30,6 +29,16 @@ V4_TEMPLATE = """// v4, {dtype}, E = {hd}, {causal_word}: one explicit instantia
 
 namespace flash_attn_ext::cuda::v4 {{
 template bool run_v4<{ctype}, {hd}, {causal}>(const FwdParams&, cudaStream_t);
+}}  // namespace flash_attn_ext::cuda::v4
+"""
+
+# v4 with a dense bool mask: causal is a run-time input of that kernel, so no causal axis.
+V4M_HEAD_DIMS = [64, 128]
+V4M_TEMPLATE = """// v4 with a dense bool mask, {dtype}, E = {hd} (causal or not at run time): one explicit instantiation per file.
+#include "../kernels/v4_wgmma/launch_masked.cuh"
+
+namespace flash_attn_ext::cuda::v4 {{
+template bool run_v4_masked<{ctype}, {hd}>(const FwdParams&, void*, cudaStream_t);
 }}  // namespace flash_attn_ext::cuda::v4
 """
 
@@ -79,12 +88,16 @@ def write_family(prefix, template, axes, suffix=""):
 def main():
     os.makedirs(OUT, exist_ok=True)
     for old in os.listdir(OUT):
-        if old.startswith(("v3_", "v4_", "bwd_", "bwdwg_")) and old.endswith(".cu"):
+        if old.startswith(("v3_", "v4_", "v4m_", "bwd_", "bwdwg_")) and old.endswith(".cu"):
             os.remove(os.path.join(OUT, old))
     write_family("v3", TEMPLATE, [(mode, hd, {"mode": mode, "enum": enum, "rows": 16})
                                   for mode, enum in MODES.items() for hd in BUCKETS])
     write_family("v4", V4_TEMPLATE, [(dtype, hd, {"dtype": dtype, "ctype": ctype})
                                      for dtype, ctype in V4_DTYPES.items() for hd in V4_HEAD_DIMS])
+    for dtype, ctype in V4_DTYPES.items():
+        for hd in V4M_HEAD_DIMS:
+            with open(os.path.join(OUT, f"v4m_{dtype}_hd{hd}.cu"), "w") as f:
+                f.write(V4M_TEMPLATE.format(dtype=dtype, ctype=ctype, hd=hd))
     write_family("v3", TEMPLATE, [(mode, hd, {"mode": mode, "enum": MODES[mode], "rows": 32})
                                   for mode in ROWS32_MODES for hd in ROWS32_BUCKETS], suffix="_r32")
     write_family("bwd", BWD_TEMPLATE, [(dtype, hd, {"dtype": dtype, "bf16": bf16})
