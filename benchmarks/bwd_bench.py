@@ -1,14 +1,14 @@
 """Forward + backward timings of the tensor-core CUDA backward against SDPA's flash and cuDNN backends.
 
-DESIGN.md §5's grid, trimmed: bf16, E in {64, 128}, H = 2048 / E, B * N = 16k, N in {1024, 4096, 16384},
-causal and not. TFLOP/s count forward + backward as 3.5 x the forward's 4 * B * H * N * N * E (halved
+DESIGN.md §5's grid: bf16, E in {64, 128}, H = 2048 / E, B * N = 16k, N in {1024, 4096, 16384} (--ns: any
+list, e.g. the whole grid 512,1024,2048,4096,8192,16384), causal and not. TFLOP/s count forward + backward as 3.5 x the forward's 4 * B * H * N * N * E (halved
 when causal), as FlashAttention-2 reports it. Medians of triton.testing.do_bench after a warm-up.
 Also: our deterministic mode, and the backward's peak extra memory at B=1, H=16, N=16k, E=128.
 
 --variants v4,v5,... times our forward + backward once per dK/dV kernel (FLASH_ATTN_EXT_BWD_VARIANT, read
 at every call) beside SDPA's flash backend only, and prints each variant's ratio to the first.
 
-    python3 benchmarks/bwd_bench.py [--json FILE] [--quick] [--variants v4,v5,v5x2]
+    python3 benchmarks/bwd_bench.py [--json FILE] [--quick | --ns 512,1024,...] [--variants v4,v5,v5x2]
 """
 from __future__ import annotations
 
@@ -117,14 +117,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ns", help="comma-separated sequence lengths (default 1024,4096,16384)")
     ap.add_argument("--variants", help="comma-separated FLASH_ATTN_EXT_BWD_VARIANT values, e.g. v4,v5,v5x2")
     args = ap.parse_args()
+    Ns = [4096] if args.quick else [int(n) for n in args.ns.split(",")] if args.ns else [1024, 4096, 16384]
     if args.variants:
-        variants_main(args.variants.split(","), [4096] if args.quick else [1024, 4096, 16384], args.json)
+        variants_main(args.variants.split(","), Ns, args.json)
         return
     impls = {"ours": ours, "sdpa_flash": sdpa(SDPBackend.FLASH_ATTENTION), "cudnn": sdpa(SDPBackend.CUDNN_ATTENTION)}
     rows = []
-    Ns = [4096] if args.quick else [1024, 4096, 16384]
     for E in (64, 128):
         for N in Ns:
             for causal in (False, True):

@@ -88,3 +88,12 @@ def test_errors_leave_no_partial_state(device, kernel):
         flash_attn_ext.flash_attention(good, good, good, mask=_t(3, 3, device=device), kernel=kernel)
     out = flash_attn_ext.flash_attention(good, good, good, kernel=kernel)
     assert out.shape == good.shape and not out.isnan().any()
+
+
+def test_backward_op_rejects_a_grad_of_lse_of_the_wrong_shape(device):
+    # The op is public (torch.ops.flash_attn_ext.bwd): a dlse that does not match lse must be refused
+    # by name, not read out of bounds by the backward's pre-pass.
+    q = _t(1, 2, 5, 8, device=device)
+    out, lse = torch.ops.flash_attn_ext.fwd(q, q, q, None, None, 0, "auto", "auto")
+    with pytest.raises(ValueError, match=r"grad of lse.*1, 2, 5.*1, 2, 3"):
+        torch.ops.flash_attn_ext.bwd(out, q, q, q, out, lse, lse[..., :3], None, None, 0, "auto", False, "auto")

@@ -167,7 +167,7 @@ ForwardCall prepare_forward(const at::Tensor& q_in, const at::Tensor& k_in, cons
 BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
                               const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
-                              bool mask_grad, const std::string& precision) {
+                              bool mask_grad, const std::string& precision, bool delta_by_backend) {
   BackwardCall c;
   c.fwd = prepare_forward(q, k, v, mask, scale, causal, precision, /*allocate=*/false);
   FwdParams& p = c.fwd.params;
@@ -186,9 +186,19 @@ BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const
   c.dout = unit_stride_last(dout.scalar_type() == q.scalar_type() ? dout : dout.to(q.scalar_type()));
 
   const auto acc = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  c.delta = (c.dout.to(acc) * c.fwd.out.to(acc)).sum(-1);
-  if (dlse.has_value() && dlse->defined()) c.delta.sub_(dlse->to(acc));
-  c.delta = c.delta.contiguous();
+  const bool has_dlse = dlse.has_value() && dlse->defined();
+  if (has_dlse)
+    TORCH_CHECK_VALUE(dlse->sizes() == lse.sizes() && dlse->device() == q.device(),
+                      "flash_attention backward: grad of lse must match lse ", shape_str(lse), " on ", q.device(),
+                      ", got ", shape_str(*dlse), " on ", dlse->device());
+  if (delta_by_backend) {
+    c.delta = at::empty({p.B, p.H, p.L}, q.options().dtype(at::kFloat));
+    if (has_dlse) c.dlse = dlse->to(at::kFloat).contiguous();
+  } else {
+    c.delta = (c.dout.to(acc) * c.fwd.out.to(acc)).sum(-1);
+    if (has_dlse) c.delta.sub_(dlse->to(acc));
+    c.delta = c.delta.contiguous();
+  }
   // Every backend writes every element of dq, dk and dv; only an empty call leaves them to us.
   c.empty = p.nothing_to_compute();
   c.dq = at::empty({p.B, p.H, p.L, p.E}, q.options());

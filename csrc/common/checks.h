@@ -37,6 +37,7 @@ ForwardCall prepare_forward(const at::Tensor& q, const at::Tensor& k, const at::
 struct BackwardCall {
   ForwardCall fwd;  // validated q, k, v, mask views; fwd.out / fwd.lse are the saved forward results
   at::Tensor dout, delta;
+  at::Tensor dlse;        // (B, H, L) float32 contiguous when the LSE has a gradient and delta is left to the backend
   at::Tensor dq, dk, dv;  // contiguous, inputs' dtype; zeros only when empty
   at::Tensor dscores;     // (B, H, L, S) accumulator dtype when the mask needs a gradient, else undefined
   BwdParams params;
@@ -44,10 +45,12 @@ struct BackwardCall {
 };
 
 // Validates the saved forward results and the incoming gradients against q, k, v,
-// computes D = rowsum(dO * O) - dlse, and allocates the gradients.
+// computes D = rowsum(dO * O) - dlse, and allocates the gradients. With delta_by_backend, D is
+// only allocated (float32 (B, H, L)) and dlse kept: the backend fills D in a pre-pass of its own
+// (CUDA: one read of dO and O, where the ATen expression makes four passes over float32 copies).
 BackwardCall prepare_backward(const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                               const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
                               const std::optional<at::Tensor>& mask, std::optional<double> scale, int64_t causal,
-                              bool mask_grad, const std::string& precision = "auto");
+                              bool mask_grad, const std::string& precision = "auto", bool delta_by_backend = false);
 
 }  // namespace flash_attn_ext

@@ -173,6 +173,14 @@ void dense_bwd_cuda(const BackwardCall& c) {
   if (c.dscores.defined()) c.dscores.copy_(dS);
 }
 
+// D = rowsum(dO * O) - dlse into c.delta, and dq_accum (float32 (B, H, L, E), or nullptr) zeroed:
+// the pre-pass every CUDA backward runs first (kernels/bwd_prep.cu).
+void run_bwd_prep(const BackwardCall& c, float* dq_accum, cudaStream_t stream) {
+  cuda::launch_bwd_prep(c.params, c.dlse.defined() ? c.dlse.data_ptr<float>() : nullptr, c.delta.data_ptr<float>(),
+                        dq_accum, stream);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 // The tiled tensor-core backward (kernels/bwd_mma): O(L + S) extra memory. dQ is summed with
 // float32 atomics into a buffer converted to q's dtype afterwards, except in deterministic mode,
 // where a Q-major kernel writes it without atomics (bitwise reproducible).
@@ -180,18 +188,20 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
   const BwdParams& bp = c.params;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_index).stream();
   if (at::globalContext().deterministicAlgorithms()) {
+    run_bwd_prep(c, nullptr, stream);
     cuda::launch_bwd_mma(bp, nullptr, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
   if (bp.fwd.dtype == ScalarKind::kFloat32) {
     // float32: dq (contiguous (B, H, L, E) float32) is its own accumulator, no extra buffer or copy.
-    c.dq.zero_();
+    run_bwd_prep(c, c.dq.data_ptr<float>(), stream);
     cuda::launch_bwd_mma(bp, c.dq.data_ptr<float>(), stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }
-  at::Tensor dq_accum = at::zeros(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
+  at::Tensor dq_accum = at::empty(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
+  run_bwd_prep(c, dq_accum.data_ptr<float>(), stream);
   // The Hopper backward where it applies (FLASH_ATTN_EXT_BWD_VARIANT=v5 turns it off); if the
   // driver refuses one of its tensor maps nothing ran and bwd_mma takes the call.
   if (std::string(cuda::bwd_mma_variant()) == "wgmma" &&
@@ -212,7 +222,9 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
 // dK/dV by a key-major one, no atomics (bitwise reproducible in every mode). What the tensor-core
 // backward does not take: head dims above 128, float32_precision='ieee', devices below sm80.
 void simple_bwd_cuda(const BackwardCall& c, int device_index) {
-  cuda::launch_bwd_simple(c.params, c10::cuda::getCurrentCUDAStream(device_index).stream());
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_index).stream();
+  run_bwd_prep(c, nullptr, stream);
+  cuda::launch_bwd_simple(c.params, stream);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -229,7 +241,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
     c10::string_view precision) {
   const c10::cuda::CUDAGuard guard(q.device());
   BackwardCall c =
-      prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad, std::string(precision));
+      prepare_backward(dout, q, k, v, out, lse, dlse, mask, scale, causal, mask_grad, std::string(precision),
+                       /*delta_by_backend=*/true);
   const std::string name(kernel);
   choose_cuda_kernel(c.fwd.params, name, q.device().index());  // validates the name
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
@@ -239,8 +252,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
     mma_bwd_cuda(c, q.device().index());
   else if (backward == "bwd_simple")
     simple_bwd_cuda(c, q.device().index());
-  else
+  else {
+    // The reference computes D with ATen, independent of the pre-pass kernel it checks.
+    at::Tensor d = (c.dout.to(at::kFloat) * c.fwd.out.to(at::kFloat)).sum(-1);
+    if (c.dlse.defined()) d.sub_(c.dlse);
+    c.delta.copy_(d);
     dense_bwd_cuda(c);
+  }
   return {c.dq, c.dk, c.dv, dscores};
 }
 

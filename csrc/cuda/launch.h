@@ -25,11 +25,16 @@ int64_t v4_wgmma_workspace_bytes(const FwdParams& p);
 // Whether v4 takes these inputs on a device of compute capability `sm`; if not, why.
 bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why);
 
+// The backward's pre-pass (kernels/bwd_prep.cu), before any backward kernel: dout and out (B, H, L, Ev),
+// unit-stride rows -> delta (B, H, L) float32 = rowsum(dout * out) - dlse (dlse float32 (B, H, L) or
+// nullptr), and dq_accum (float32 (B, H, L, E) contiguous) zeroed when not null.
+void launch_bwd_prep(const BwdParams& p, const float* dlse, float* delta, float* dq_accum, cudaStream_t stream);
+
 // Tensor-core backward (kernels/bwd_mma): whether it takes these inputs on compute capability
 // `sm`, and if not, why (the caller keeps the dense path then).
 bool bwd_mma_supports(const BwdParams& p, int sm, std::string* why);
 // dout, q, k, v (+ lse, delta) -> dk, dv, and dq: accumulated into dq_accum (float32 (B, H, L, E),
-// zeroed by the caller) with atomics, or, with dq_accum == nullptr, written to p.dq without
+// zeroed by the caller, in launch_bwd_prep) with atomics, or, with dq_accum == nullptr, written to p.dq without
 // atomics (bitwise reproducible).
 void launch_bwd_mma(const BwdParams& p, float* dq_accum, cudaStream_t stream);
 // Which backward FLASH_ATTN_EXT_BWD_VARIANT asks for: "wgmma" (the default: the Hopper backward,
