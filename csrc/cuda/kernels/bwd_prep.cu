@@ -2,7 +2,7 @@
 // row, and the float32 dQ accumulator zeroed, in one read of dO and O.
 //
 // Why a kernel of its own: the ATen expression (dO.float() * O.float()).sum(-1) makes two float32
-// copies, a product and a reduction, about 14 bytes of traffic per element where this kernel
+// copies, a product and a reduction, about 28 bytes of traffic per element where this kernel
 // needs 4 (16-bit inputs). At B*N = 16k tokens and hidden 2048 that was ~0.25 ms per backward:
 // a fifth of the whole backward at E = 64, N = 1024, causal (benchmarks/NOTES_bwd.md, "The pre-pass
 // as a kernel").
