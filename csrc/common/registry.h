@@ -33,8 +33,9 @@ namespace flash_attn_ext {
 // The CUDA ladder's kernels (csrc/cuda/api.cu) and the choice among them.
 std::vector<KernelInfo> cuda_kernel_list();
 KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested, int device_index);
-// Which backward runs for these inputs: "bwd_mma" (tiled tensor cores, O(L + S) memory) or "dense"
-// (ATen float32 matrices, O(L * S) memory), and why.
+// Which backward runs for these inputs: "bwd_wgmma" (Hopper tensor cores), "bwd_mma" (mma.sync tensor
+// cores), "bwd_simple" (CUDA cores), all O(L + S) memory, or "dense" (ATen float32 matrices, O(L * S)
+// memory), and why.
 KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& requested, int device_index);
 }  // namespace flash_attn_ext
 #endif

@@ -181,10 +181,12 @@ void run_bwd_prep(const BackwardCall& c, float* dq_accum, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The tiled tensor-core backward (kernels/bwd_mma): O(L + S) extra memory. dQ is summed with
-// float32 atomics into a buffer converted to q's dtype afterwards, except in deterministic mode,
-// where a Q-major kernel writes it without atomics (bitwise reproducible).
-void mma_bwd_cuda(const BackwardCall& c, int device_index) {
+// The tensor-core backwards: O(L + S) extra memory. dQ is summed with float32 atomics into a buffer
+// converted to q's dtype afterwards, except in deterministic mode, where bwd_mma's Q-major kernel writes
+// it without atomics (bitwise reproducible). hopper: choose_cuda_backward picked bwd_wgmma from q, k and v;
+// dout's rows are checked here, and where they are not TMA-legal (or the driver refuses a tensor map)
+// nothing of bwd_wgmma ran and bwd_mma takes the call.
+void tensor_core_bwd_cuda(const BackwardCall& c, int device_index, bool hopper) {
   const BwdParams& bp = c.params;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_index).stream();
   if (at::globalContext().deterministicAlgorithms()) {
@@ -202,18 +204,13 @@ void mma_bwd_cuda(const BackwardCall& c, int device_index) {
   }
   at::Tensor dq_accum = at::empty(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
   run_bwd_prep(c, dq_accum.data_ptr<float>(), stream);
-  // The Hopper backward where it applies (FLASH_ATTN_EXT_BWD_VARIANT=v5 turns it off); if the
-  // driver refuses one of its tensor maps nothing ran and bwd_mma takes the call.
-  if (std::string(cuda::bwd_mma_variant()) == "wgmma" &&
-      cuda::bwd_wgmma_supports(bp, device_sm(device_index), /*check_dout=*/true, nullptr)) {
-    if (cuda::launch_bwd_wgmma(bp, dq_accum.data_ptr<float>(), stream)) {
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      c.dq.copy_(dq_accum);
-      return;
-    }
-    TORCH_WARN_ONCE("flash_attention: the driver refused a TMA tensor map for the wgmma backward; running bwd_mma");
+  bool done = false;
+  if (hopper && cuda::bwd_wgmma_supports(bp, device_sm(device_index), /*check_dout=*/true, nullptr)) {
+    done = cuda::launch_bwd_wgmma(bp, dq_accum.data_ptr<float>(), stream);
+    if (!done)
+      TORCH_WARN_ONCE("flash_attention: the driver refused a TMA tensor map for the wgmma backward; running bwd_mma");
   }
-  cuda::launch_bwd_mma(bp, dq_accum.data_ptr<float>(), stream);
+  if (!done) cuda::launch_bwd_mma(bp, dq_accum.data_ptr<float>(), stream);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   c.dq.copy_(dq_accum);
 }
@@ -248,8 +245,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
   at::Tensor dscores = c.dscores.defined() ? c.dscores : at::empty({0}, q.options().dtype(at::kFloat));
   if (c.empty) return {c.dq, c.dk, c.dv, dscores};
   const std::string backward = choose_cuda_backward(c.fwd.params, name, q.device().index()).name;
-  if (backward == "bwd_mma")
-    mma_bwd_cuda(c, q.device().index());
+  if (backward == "bwd_mma" || backward == "bwd_wgmma")
+    tensor_core_bwd_cuda(c, q.device().index(), backward == "bwd_wgmma");
   else if (backward == "bwd_simple")
     simple_bwd_cuda(c, q.device().index());
   else {
@@ -357,13 +354,15 @@ KernelChoice choose_cuda_backward(const FwdParams& p, const std::string& request
                                   ? ", deterministic: Q-major dQ kernel without atomics"
                                   : ", dQ by float32 reductions into dq")};
     if (variant != "wgmma") return {"bwd_mma", tiled + ", dK/dV kernel " + variant};
-    // The default: the Hopper kernel where it applies (dout's strides are checked again at the
-    // call; explain() sees only q, k, v), else v5 and why.
+    // The default: the Hopper kernel where it applies, else v5 and why. explain() sees only q, k and
+    // v: dout's rows are checked at the call (tensor_core_bwd_cuda), which runs v5 where they are not
+    // TMA-legal.
     std::string wg_why;
     if (at::globalContext().deterministicAlgorithms())
       wg_why = "computes dQ with float32 reductions, not bitwise reproducible: deterministic mode keeps bwd_mma";
     else if (cuda::bwd_wgmma_supports(bp, sm, /*check_dout=*/false, &wg_why))
-      return {"bwd_mma", tiled + ", Hopper kernel bwd_wgmma (TMA + wgmma, warp-specialised, dK/dV/dQ in one kernel)"};
+      return {"bwd_wgmma", "Hopper tensor-core backward bwd_wgmma (TMA + wgmma, warp-specialised, dK/dV/dQ in one "
+                           "kernel, O(L+S) memory; bwd_mma's v5 where the gradient's rows are not TMA-aligned)"};
     else
       wg_why = "bwd_wgmma " + wg_why;
     return {"bwd_mma", tiled + ", dK/dV kernel v5 (" + wg_why + ")"};

@@ -269,9 +269,10 @@ def test_wgmma_backward_is_selected_on_hopper(monkeypatch):
         pytest.skip("bwd_wgmma runs on sm_90 only")
     q = torch.randn(1, 2, 64, 128, device="cuda", dtype=torch.bfloat16)
     monkeypatch.setenv("FLASH_ATTN_EXT_BWD_VARIANT", "wgmma")
-    assert "bwd_wgmma" in fae.explain(q, q, q, causal=True)["backward_reason"]
-    why = fae.explain(q[..., :96], q[..., :96], q[..., :96])["backward_reason"]
-    assert "v5" in why and "E == Ev in {64, 128}" in why
+    ex = fae.explain(q, q, q, causal=True)
+    assert ex["backward"] == "bwd_wgmma" and "bwd_wgmma" in ex["backward_reason"]
+    ex = fae.explain(q[..., :96], q[..., :96], q[..., :96])
+    assert ex["backward"] == "bwd_mma" and "v5" in ex["backward_reason"] and "E == Ev in {64, 128}" in ex["backward_reason"]
     monkeypatch.setenv("FLASH_ATTN_EXT_BWD_VARIANT", "v5")
     assert "dK/dV kernel v5" in fae.explain(q, q, q)["backward_reason"]
 
