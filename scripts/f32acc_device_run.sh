@@ -55,7 +55,8 @@ wait $p_check; rc_check=$?
 wait $p_mem; rc_mem=$?
 echo "checks done: $(( $(date +%s) - t0 )) s"
 echo "== pytest -k 'v3 and cuda' (rc $rc_test)"; tail -4 "$OUT/pytest.log"
-echo "== check_v3 3xtf32 tf32 (rc $rc_check)"; grep -E "^FAIL|^correctness|^fp32 max|failures$|Error" "$OUT/check.log" | head -40
+echo "== check_v3 3xtf32 tf32 (rc $rc_check)"
+grep -E "^FAIL|^correctness|^fp32 max|failures$|Error" "$OUT/check.log" | head -40
 echo "== memcheck (rc $rc_mem)"; grep -E "ERROR SUMMARY|f32_sanitize|Error" "$OUT/memcheck.log" | head -8
 
 # Error of each float32 path against float64 (max|err| / max|ref| over the whole output) and
