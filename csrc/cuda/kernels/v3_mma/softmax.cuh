@@ -26,7 +26,14 @@ __device__ __forceinline__ float quad_sum(float x) {
 // Scores s are in units where p = exp2(s * c - m * c). Hidden scores are -inf on entry and
 // leave as exactly 0. A row with no visible key so far keeps m = -inf and uses 0 as the
 // exp2 base, so (-inf) - (-inf) is never formed. S is overwritten with P.
-template <int NB, int NO>
+//
+// EXACT_RESCALE (float32 modes): alpha is formed from the two rounded bases, so a tile that
+// leaves the row max unchanged rescales by ex2(0) = 1 exactly. Otherwise the compiler fuses
+// m * c - base into one FMA whose result is the rounding error of m * c, not 0: every tile then
+// scales all earlier keys by the same 1 +- 1e-7, a drift over the key loop that dominated the
+// 3xTF32 error (max 4.8e-6 of max|out| at S = 4096; scripts/f32_forward_emulate.py). 16-bit
+// modes keep the fused form (bit-identical code; the drift is far below their rounding).
+template <int NB, int NO, bool EXACT_RESCALE = false>
 __device__ __forceinline__ void online_softmax(float (&S)[NB][4], float (&O)[NO][4], float (&m)[2], float (&l)[2],
                                                float c) {
 #pragma unroll
@@ -35,8 +42,15 @@ __device__ __forceinline__ void online_softmax(float (&S)[NB][4], float (&O)[NO]
 #pragma unroll
     for (int nb = 0; nb < NB; ++nb) mx = fmaxf(mx, fmaxf(S[nb][2 * r], S[nb][2 * r + 1]));
     const float m_new = fmaxf(m[r], quad_max(mx));
-    const float base = m_new == -INFINITY ? 0.f : m_new * c;
-    const float alpha = fast_exp2(m[r] * c - base);  // 0 while the row had seen nothing
+    float base, alpha;  // alpha is 0 while the row had seen nothing
+    if constexpr (EXACT_RESCALE) {
+      // __fmul_rn is never fused: the previous tile's base, bit for bit.
+      base = m_new == -INFINITY ? 0.f : __fmul_rn(m_new, c);
+      alpha = fast_exp2(__fmul_rn(m[r], c) - base);
+    } else {
+      base = m_new == -INFINITY ? 0.f : m_new * c;
+      alpha = fast_exp2(m[r] * c - base);
+    }
     m[r] = m_new;
     float sum = 0.f;
 #pragma unroll
