@@ -553,3 +553,30 @@ def test_forward_backward_cuda_graph_capture_and_replay(E, deterministic):
                     torch.testing.assert_close(got.grad, want.grad, rtol=2**-7, atol=1e-3, msg=f"d{name}")
     finally:
         torch.use_deterministic_algorithms(saved)
+
+
+@pytest.mark.parametrize("E", [64, 40, 256])
+def test_backward_on_a_non_current_device(E):
+    # q, k, v on cuda:1 while cuda:0 is current: the pre-pass and the backward kernels (bwd_wgmma on sm_90 at
+    # E = 64, bwd_mma at 40, bwd_simple at 256) must run on cuda:1 and give what the same call gives with
+    # cuda:1 current, allocating nothing on cuda:0.
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    B, H, Hkv, L, S = 2, 4, 2, 130, 257
+    shapes = ((B, H, L, E), (B, Hkv, S, E), (B, Hkv, S, E), (B, H, L, E))
+    q0, k0, v0, g0 = (_rand(s, i, torch.bfloat16) for i, s in enumerate(shapes))
+
+    def grads(current):
+        with torch.cuda.device(current):
+            q, k, v = (t.to("cuda:1").requires_grad_(True) for t in (q0, k0, v0))
+            fae.flash_attention(q, k, v, causal=True).backward(g0.to("cuda:1"))
+            torch.cuda.synchronize(1)
+            return q.grad, k.grad, v.grad
+
+    want = grads(1)
+    before = torch.cuda.memory_allocated(0)
+    got = grads(0)
+    assert torch.cuda.memory_allocated(0) == before, "the backward allocated on cuda:0"
+    for name, a, b in zip("qkv", got, want):
+        assert a.device == torch.device("cuda:1"), f"d{name} on {a.device}"
+        torch.testing.assert_close(a, b, rtol=2**-7, atol=1e-3, msg=f"d{name}")
