@@ -10,10 +10,7 @@ OUT=${1:-${OUT:-/tmp/bwd_prep}}
 mkdir -p "$OUT"
 export TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1 FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1 PYTHONPATH=$PWD
 BUDGET_S=${BUDGET_S:-540}
-start=$(date +%s)
-since() { echo "[$(($(date +%s) - start)) s] $*"; }
-left() { echo $((BUDGET_S - ($(date +%s) - start))); }
-cap() { local l=$(($(left) - $2)); echo $((l < $1 ? (l > 10 ? l : 10) : $1)); }
+source "$(dirname "$0")/device_clock.sh"
 
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
