@@ -1,14 +1,21 @@
-"""CPU model of the barrier protocol of v4_fwd_persistent_kernel (csrc/cuda/kernels/v4_wgmma/kernel.cuh),
-for changing it without a GPU: one producer and 4 * W consumer warps step in random interleavings over a
-random sequence of work items (some with no key tile), TMA copies complete in random order, and each
-mbarrier keeps a phase count and answers try_wait.parity as the hardware does (parity P has completed
-when the phase count's parity differs from P). Every shared-memory buffer carries a tag of what was last
-loaded into it; a consumer checks the tag when its wait returns and again when it releases the buffer,
-so a stage or Q buffer refilled while still being read, a wrong parity, or a deadlock fails an assert.
-Both consumer loops are modelled (the overlapped one waits K_{j+1} before V_j); pingpong turns, which
-only order the warpgroups among themselves, are not.
+"""CPU model of the barrier protocol of v4_fwd_persistent_kernel (csrc/cuda/kernels/v4_wgmma/kernel.cuh)
+and of its cross-item variant v4_fwd_persistent_xitem_kernel (kernel_xitem.cuh), for changing them without
+a GPU: one producer and 4 * W consumer warps step in random interleavings over a random sequence of work
+items (some with no key tile), TMA copies complete in random order, and each mbarrier keeps a phase count
+and answers try_wait.parity as the hardware does (parity P has completed when the phase count's parity
+differs from P). Every shared-memory buffer carries a tag of what was last loaded into it; a consumer
+checks the tag when its wait returns and again when it releases the buffer, so a stage or Q buffer
+refilled while still being read, a wrong parity, or a deadlock fails an assert.
+Consumer loops: "plain" (unpipelined), "overlap" (waits K_{j+1} before V_j), both per item as in
+kernel.cuh, and "xitem", the chain of kernel_xitem.cuh (the next item's Q and K_0 waited for and its
+S_0 issued with the current item's last P V, the current Q buffer released when that S_0 retires).
+Pingpong turns (named barriers 1 .. W: bar.sync by the warpgroup whose turn it is, bar.arrive by the
+one passing it, 256 threads = 8 warps per completion) are modelled for "overlap" (per item, as in
+kernel.cuh) and "xitem" (one chain per CTA); a warp entering its turn asserts that no other warpgroup is
+inside one, and at the end every named barrier must hold no stray arrival.
 
-    python scripts/v4_persistent_model.py   # prints one line; exit status 1 on a failed assert
+    python scripts/v4_persistent_model.py          # prints a line per mode; exit status 1 on a failed assert
+    python scripts/v4_persistent_model.py --bugs   # also checks that planted bugs in the xitem order fail
 """
 import random
 import sys
@@ -31,13 +38,28 @@ class Bar:
         return (self.phase & 1) != parity
 
 
-def run(seed, items, warpgroups, overlap):
+class NamedBar:
+    """bar.sync / bar.arrive with a thread count of 256, counted per warp (8 arrivals complete it)."""
+
+    def __init__(self):
+        self.count, self.gen = 0, 0
+
+    def arrive(self):
+        self.count += 1
+        if self.count == 8:
+            self.count, self.gen = 0, self.gen + 1
+
+
+def run(seed, items, warpgroups, mode, bug=None):
     rng = random.Random(seed)
     warps = 4 * warpgroups
+    turns_on = mode in ("overlap", "xitem")
     q_full, q_empty = [Bar(1) for _ in range(Q_STAGES)], [Bar(warps) for _ in range(Q_STAGES)]
     k_full, v_full = [Bar(1) for _ in range(STAGES)], [Bar(1) for _ in range(STAGES)]
     k_empty, v_empty = [Bar(warps) for _ in range(STAGES)], [Bar(warps) for _ in range(STAGES)]
     q_tag, k_tag, v_tag = [None] * Q_STAGES, [None] * STAGES, [None] * STAGES
+    named = [NamedBar() for _ in range(warpgroups)]  # named[c] is barrier 1 + c: warpgroup c's turn
+    in_turn = [False] * warps
     in_flight = []  # TMA copies issued, not yet landed
 
     def land(tags, bars, i, tag):
@@ -67,8 +89,8 @@ def run(seed, items, warpgroups, overlap):
                 g += 1
                 yield
 
-    def consumer():
-        g0 = q_count = 0
+    def consumer(warp):
+        cw = warp // 4
 
         def acquire(full, tags, g):
             while not full[g % STAGES].done((g // STAGES) & 1):
@@ -79,25 +101,103 @@ def run(seed, items, warpgroups, overlap):
             assert tags[g % STAGES] == g, ("tile overwritten while read", g, tags[g % STAGES])
             empty[g % STAGES].arrive()
 
+        def acquire_q(qc, it):
+            qb = qc % Q_STAGES
+            while not q_full[qb].done((qc // Q_STAGES) & 1):
+                yield
+            assert q_tag[qb] == it, ("wrong Q", it, q_tag[qb])
+
+        def release_q(qc, it):
+            assert q_tag[qc % Q_STAGES] == it, ("Q overwritten while read", it, q_tag[qc % Q_STAGES])
+            q_empty[qc % Q_STAGES].arrive()
+
+        def open_first():
+            if turns_on and cw == warpgroups - 1:
+                named[0].arrive()
+
+        def turn():  # wait for this warpgroup's turn, issue (one scheduling step), pass it on
+            if turns_on:
+                bar = named[cw]
+                gen = bar.gen
+                bar.arrive()
+                while bar.gen == gen:
+                    yield
+                assert not any(in_turn[w] for w in range(warps) if w // 4 != cw), "two warpgroups in a turn"
+                in_turn[warp] = True
+            yield
+
+        def pass_turn(last):
+            if turns_on:
+                in_turn[warp] = False
+                if not (cw == warpgroups - 1 and last):
+                    named[(cw + 1) % warpgroups].arrive()
+
+        if mode == "xitem":
+            busy = [it for it, n in enumerate(items) if n > 0]
+            g0 = qc = 0
+            if busy:
+                open_first()
+                yield from acquire_q(qc, busy[0])
+                yield from acquire(k_full, k_tag, g0)
+                yield from turn()
+                pass_turn(False)
+                release(k_empty, k_tag, g0)
+            for idx, it in enumerate(busy):
+                n = items[it]
+                for j in range(n - 1):
+                    yield from acquire(k_full, k_tag, g0 + j + 1)
+                    yield from acquire(v_full, v_tag, g0 + j)
+                    yield from turn()
+                    pass_turn(False)
+                    release(k_empty, k_tag, g0 + j + 1)
+                    yield
+                    release(v_empty, v_tag, g0 + j)
+                gl = g0 + n - 1
+                if idx + 1 < len(busy):  # the cross step into the next busy item
+                    qn, gn = qc + 1, g0 + n
+                    yield from acquire_q(qn, busy[idx + 1])
+                    yield from acquire(k_full, k_tag, gn)
+                    yield from acquire(v_full, v_tag, gl)
+                    yield from turn()
+                    pass_turn(bug == "pass_last_per_item")
+                    release(k_empty, k_tag, gn)
+                    if bug == "release_next_q":
+                        release_q(qn, busy[idx + 1])
+                    else:
+                        release_q(qc, it)
+                    yield
+                    release(v_empty, v_tag, gl)
+                    g0, qc = gn, qn
+                else:
+                    yield from acquire(v_full, v_tag, gl)
+                    yield from turn()
+                    pass_turn(True)
+                    release(v_empty, v_tag, gl)
+                    release_q(qc, it)
+                yield  # the epilogue (staging tile and TMA store: per warpgroup, not modelled)
+            return
+
+        g0 = q_count = 0
         for it, n in enumerate(items):
             if n > 0:
-                qb = q_count % Q_STAGES
-                while not q_full[qb].done((q_count // Q_STAGES) & 1):
-                    yield
-                assert q_tag[qb] == it, ("wrong Q", it, q_tag[qb])
-                if overlap:
+                open_first()
+                yield from acquire_q(q_count, it)
+                if mode == "overlap":
                     yield from acquire(k_full, k_tag, g0)
-                    yield
+                    yield from turn()
+                    pass_turn(False)
                     release(k_empty, k_tag, g0)
                     for j in range(n - 1):
                         yield from acquire(k_full, k_tag, g0 + j + 1)
                         yield from acquire(v_full, v_tag, g0 + j)
-                        yield
+                        yield from turn()
+                        pass_turn(False)
                         release(k_empty, k_tag, g0 + j + 1)
                         yield
                         release(v_empty, v_tag, g0 + j)
                     yield from acquire(v_full, v_tag, g0 + n - 1)
-                    yield
+                    yield from turn()
+                    pass_turn(True)
                     release(v_empty, v_tag, g0 + n - 1)
                 else:
                     for j in range(n):
@@ -107,15 +207,15 @@ def run(seed, items, warpgroups, overlap):
                         yield from acquire(v_full, v_tag, g0 + j)
                         yield
                         release(v_empty, v_tag, g0 + j)
-                assert q_tag[qb] == it, ("Q overwritten while read", it, q_tag[qb])
-                q_empty[qb].arrive()
+                release_q(q_count, it)
                 q_count += 1
                 g0 += n
             yield
 
-    alive = [producer()] + [consumer() for _ in range(warps)]
+    alive = [producer()] + [consumer(w) for w in range(warps)]
     for _ in range(10**6):
         if not alive:
+            assert all(b.count == 0 for b in named), "a turn passed that nobody takes"
             return
         if in_flight and rng.random() < 0.3:
             in_flight.pop(rng.randrange(len(in_flight)))()
@@ -128,13 +228,32 @@ def run(seed, items, warpgroups, overlap):
     raise AssertionError("deadlock")
 
 
-def main():
-    rng = random.Random(1)
-    runs = 3000
-    for seed in range(runs):
+def sequences(runs, seed):
+    rng = random.Random(seed)
+    for i in range(runs):
         items = [rng.choice([0, 0, 1, 1, 2, 3, 5, 8]) for _ in range(rng.randint(1, 12))]
-        run(seed, items, warpgroups=rng.choice([2, 3]), overlap=rng.random() < 0.7)
-    print(f"v4_persistent_model: {runs} random item sequences, no deadlock, no buffer refilled while read")
+        yield i, items, rng.choice([2, 3])
+
+
+def main():
+    runs = 3000
+    for mode in ("plain", "overlap", "xitem"):
+        for i, items, w in sequences(runs, 1):
+            run(i, items, warpgroups=w, mode=mode)
+        print(f"v4_persistent_model {mode}: {runs} random item sequences, no deadlock, no buffer refilled while read"
+              + (", turns alternate" if mode != "plain" else ""))
+    if "--bugs" in sys.argv:
+        # Each planted bug must fail some sequence (a deadlock or an assert), else the model is blind to it.
+        for bug in ("release_next_q", "pass_last_per_item"):
+            failed = 0
+            for i, items, w in sequences(300, 2):
+                try:
+                    run(i, items, warpgroups=w, mode="xitem", bug=bug)
+                except AssertionError:
+                    failed += 1
+            print(f"planted bug {bug}: {failed}/300 sequences fail")
+            if failed == 0:
+                return 1
     return 0
 
 

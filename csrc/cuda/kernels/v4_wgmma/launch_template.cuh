@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "../../../common/params.h"
 #include "../../ptx/tma_host.h"
 #include "kernel.cuh"
+#include "kernel_xitem.cuh"
 
 namespace flash_attn_ext::cuda::v4 {
 
@@ -60,8 +62,11 @@ bool run_cfg(const FwdParams& p, cudaStream_t stream) {
 // over work items; O leaves through a TMA store, so the output must meet the TMA's rules too
 // (16-byte aligned base and strides); where it does not, the one-item kernel runs instead.
 // FLASH_ATTN_EXT_V4_CTAS=n caps the grid (tests: many items per CTA on small problems).
-template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+// XITEM = true launches v4_fwd_persistent_xitem_kernel instead (kernel_xitem.cuh: one pipeline
+// across items; always the overlapped loop with pingpong, so OVERLAP and PINGPONG must be true).
+template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG, bool XITEM = false>
 bool run_persistent(const FwdParams& p, cudaStream_t stream) {
+  static_assert(!XITEM || (OVERLAP && PINGPONG), "v4: the cross-item chain is the overlapped loop with pingpong");
   auto ok16 = [](int64_t stride, int64_t n) { return n == 1 || stride % 8 == 0; };
   if (reinterpret_cast<uintptr_t>(p.out) % 16 != 0 || !ok16(p.o_sl, p.L) || !ok16(p.o_sh, p.H) || !ok16(p.o_sb, p.B))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
@@ -76,7 +81,8 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   const char* cap = std::getenv("FLASH_ATTN_EXT_V4_CTAS");
   if (cap != nullptr && std::atoi(cap) > 0) sms = std::atoi(cap);
   const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1)));
-  auto kernel = v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
+  auto kernel =
+      XITEM ? v4_fwd_persistent_xitem_kernel<T, C, CAUSAL> : v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kPSmemBytes);
   kernel<<<static_cast<unsigned>(grid), C::kThreads, C::kPSmemBytes, stream>>>(tq, tk, tv, to, a);
   return true;
@@ -101,6 +107,9 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 // 446 vs 482 at E = 128): its tiles are 128 x 128 (176-key tiles leave no room for its second Q
 // buffer and O staging tile) and on 192 x 128 with causal its SASS has wait_group 0 above all 66
 // exp2s of a step. FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
+// FLASH_ATTN_EXT_V4_XITEM=1 (A/B switch, NOTES_v4.md step 8): wherever the persistent kernel runs,
+// run its cross-item variant (the next item's first Q K^T issued with the current item's last
+// P V) on the same tile.
 template <typename T, int E, bool CAUSAL>
 bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
@@ -108,8 +117,10 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
   const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 1024;
   if (use_persistent) {
-    if constexpr (E == 64 && !CAUSAL) return run_persistent<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
-    else return run_persistent<T, Cfg<E, 128, 128>, CAUSAL, true, true>(p, stream);
+    using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
+    const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
+    if (xitem != nullptr && xitem[0] == '1') return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
+    return run_persistent<T, PC, CAUSAL, true, true>(p, stream);
   }
   if constexpr (E == 64 && !CAUSAL) {
     return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
