@@ -100,26 +100,31 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 //   except E = 64 causal at N = 1024 (209 vs 239).
 // FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop (no overlap, no pingpong) on the 128 x
 // 128 tile instead: the A/B baseline for what the pipeline buys.
-// The persistent kernel (NOTES_v4.md, step 4) runs where the keys are few (S <= 1024): there a
+// The persistent kernel (NOTES_v4.md, step 4) runs where the keys are few (S <= 1024; non-causal
+// up to 4096, see below): there a
 // one-item CTA spends a large share of its life loading Q and storing O, which the persistent
 // kernel overlaps with the next item (H200, bf16, N = 512: 475 vs 373 TFLOP/s at E = 128, 339 vs
-// 281 at E = 64; N = 1024: +6-15%). At N >= 4096 it is even (non-causal) or slower (causal,
+// 281 at E = 64; N = 1024: +6-15%). At N >= 4096 step 4 measured it even (non-causal) or slower (causal,
 // 446 vs 482 at E = 128): its tiles are 128 x 128 (176-key tiles leave no room for its second Q
 // buffer and O staging tile) and on 192 x 128 with causal its SASS has wait_group 0 above all 66
 // exp2s of a step. FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
-// FLASH_ATTN_EXT_V4_XITEM=1 (A/B switch, NOTES_v4.md step 8): wherever the persistent kernel runs,
-// run its cross-item variant (the next item's first Q K^T issued with the current item's last
-// P V) on the same tile.
+// Non-causal, the persistent kernel also runs up to S = 4096, where it beat the one-CTA kernel in
+// session 4's grid (NOTES_v4.md step 8, bf16 / fp16: E = 64 N = 2048 +4 / +6%, N = 4096 +2 / +4%);
+// at E = 128 there in its cross-item form (kernel_xitem.cuh: the next item's first Q K^T issued
+// with the current item's last P V; N = 2048 +6 / +4%, N = 4096 +4 / +2%), which measured even
+// with the plain persistent kernel at S <= 1024 and slower under causal.
+// FLASH_ATTN_EXT_V4_XITEM=1 / =0 forces the cross-item form on / off wherever the persistent kernel runs.
 template <typename T, int E, bool CAUSAL>
 bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 1024;
+  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= (CAUSAL ? 1024 : 4096);
   if (use_persistent) {
     using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
     const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
-    if (xitem != nullptr && xitem[0] == '1') return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
+    const bool use_xitem = xitem != nullptr ? xitem[0] == '1' : E == 128 && !CAUSAL && p.S > 1024;
+    if (use_xitem) return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
     return run_persistent<T, PC, CAUSAL, true, true>(p, stream);
   }
   if constexpr (E == 64 && !CAUSAL) {
