@@ -523,6 +523,43 @@ __device__ __forceinline__ Item item_at(const Args& a, int it) {
   return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
 }
 
+// The persistent kernels' mbarriers (kernel.cuh's and kernel_xitem.cuh's), set by thread 0 before
+// the CTA's first __syncthreads: two Q buffers (full: the TMA's bytes; empty: one arrival per
+// consumer warp) and the K/V ring.
+template <class C>
+__device__ __forceinline__ void init_persistent_barriers(typename C::PSmem& s) {
+  for (int i = 0; i < kQStages; ++i) {
+    ptx::mbar_init(&s.q_full[i], 1);
+    ptx::mbar_init(&s.q_empty[i], 4 * C::kConsumerWarpgroups);
+  }
+  init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
+  ptx::fence_mbarrier_init();
+}
+
+// The persistent kernels' producer (one thread): for each of this CTA's work items with a visible
+// key, its Q into the next of the two Q buffers once the consumers released that buffer, then its
+// K/V tiles through the ring. Items with no key tile load nothing and count nowhere (the consumers
+// skip them alike).
+template <class C, bool CAUSAL>
+__device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
+                                              const Args& a, typename C::PSmem& s) {
+  ptx::tma_prefetch_desc(tq);
+  ptx::tma_prefetch_desc(tk);
+  ptx::tma_prefetch_desc(tv);
+  uint32_t g0 = 0, q_count = 0;  // K/V tiles and Q buffers used so far by this CTA
+  for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
+    const Item w = item_at<C, CAUSAL>(a, it);
+    const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
+    if (n_tiles == 0) continue;
+    const uint32_t qb = q_count % kQStages;
+    if (q_count >= kQStages) ptx::mbar_wait(&s.q_empty[qb], ((q_count / kQStages) - 1) & 1);
+    load_q<C>(tq, ptx::smem_addr(s.q[qb]), &s.q_full[qb], w.row0, w.h, w.b);
+    ++q_count;
+    produce_kv<C>(tk, tv, s, w.h / a.group, w.b, n_tiles, g0);
+    g0 += n_tiles;
+  }
+}
+
 // Persistent grid (about one CTA per SM): CTA c takes items c, c + G, c + 2G, ... (static
 // round robin, the same sequence in the producer and in every consumer warpgroup, so they
 // agree on each item's tile count without talking). The producer runs ahead into the next
@@ -548,39 +585,17 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   using Smem = typename C::PSmem;
   Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < kQStages; ++i) {
-      ptx::mbar_init(&s.q_full[i], 1);
-      ptx::mbar_init(&s.q_empty[i], 4 * C::kConsumerWarpgroups);
-    }
-    init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
-    ptx::fence_mbarrier_init();
-  }
+  if (threadIdx.x == 0) init_persistent_barriers<C>(s);
   __syncthreads();
 
   const int wg = threadIdx.x / 128;
-  uint32_t g0 = 0, q_count = 0;  // K/V tiles and Q buffers used so far by this CTA
   if (wg == 0) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
-    if (threadIdx.x == 0) {
-      ptx::tma_prefetch_desc(&tq);
-      ptx::tma_prefetch_desc(&tk);
-      ptx::tma_prefetch_desc(&tv);
-      for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
-        const Item w = item_at<C, CAUSAL>(a, it);
-        const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
-        if (n_tiles == 0) continue;
-        const uint32_t qb = q_count % kQStages;
-        if (q_count >= kQStages) ptx::mbar_wait(&s.q_empty[qb], ((q_count / kQStages) - 1) & 1);
-        load_q<C>(&tq, ptx::smem_addr(s.q[qb]), &s.q_full[qb], w.row0, w.h, w.b);
-        ++q_count;
-        produce_kv<C>(&tk, &tv, s, w.h / a.group, w.b, n_tiles, g0);
-        g0 += n_tiles;
-      }
-    }
+    if (threadIdx.x == 0) produce_items<C, CAUSAL>(&tq, &tk, &tv, a, s);
   } else {
     ptx::setmaxnreg_inc<C::kConsumerRegs>();
     const int cw = wg - 1;
+    uint32_t g0 = 0, q_count = 0;  // K/V tiles and Q buffers used so far by this CTA
     if (threadIdx.x % 128 == 0) ptx::tma_prefetch_desc(&to);
     for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
       const Item w = item_at<C, CAUSAL>(a, it);
