@@ -153,6 +153,7 @@ std::tuple<at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& q, const at::Tenso
 // dV = P^T dO, dS = P (dO V^T - D), dQ = scale dS K, dK = scale dS^T Q, summed over GQA groups.
 // The reference (kernel='naive'), and the fallback where neither the tensor-core backward nor
 // bwd_simple takes a call (FLASH_ATTN_EXT_BWD_SIMPLE=dense, or a device without the shared memory).
+// It computes its own D = rowsum(dO * O) - dlse with ATen, independent of the pre-pass kernel it checks.
 void dense_bwd_cuda(const BackwardCall& c) {
   const FwdParams& p = c.fwd.params;
   DenseScores d = dense_scores(c.fwd);
@@ -160,7 +161,9 @@ void dense_bwd_cuda(const BackwardCall& c) {
   at::Tensor probs = at::exp(d.scores - at::where(at::isfinite(row_lse), row_lse, at::zeros({}, row_lse.options())));
   probs.masked_fill_(d.keep.logical_not().logical_or(at::isinf(row_lse)), 0.0);
   at::Tensor dO = c.dout.to(at::kFloat);
-  at::Tensor dS = probs * (at::matmul(dO, d.v.transpose(-1, -2)) - c.delta.unsqueeze(-1));
+  at::Tensor delta = (dO * c.fwd.out.to(at::kFloat)).sum(-1);
+  if (c.dlse.defined()) delta.sub_(c.dlse);
+  at::Tensor dS = probs * (at::matmul(dO, d.v.transpose(-1, -2)) - delta.unsqueeze(-1));
   at::Tensor dv = at::matmul(probs.transpose(-1, -2), dO);
   at::Tensor dk = at::matmul(dS.transpose(-1, -2), d.q).mul_(p.scale_f64);
   if (p.group > 1) {
@@ -189,30 +192,24 @@ void run_bwd_prep(const BackwardCall& c, float* dq_accum, cudaStream_t stream) {
 void tensor_core_bwd_cuda(const BackwardCall& c, int device_index, bool hopper) {
   const BwdParams& bp = c.params;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_index).stream();
-  if (at::globalContext().deterministicAlgorithms()) {
-    run_bwd_prep(c, nullptr, stream);
-    cuda::launch_bwd_mma(bp, nullptr, stream);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
+  // Where dQ is summed: nowhere in deterministic mode (bwd_mma's Q-major kernel writes dq), in dq
+  // itself for float32 (contiguous (B, H, L, E) float32), else in a float32 buffer copied into dq.
+  at::Tensor dq_accum;
+  float* accum = nullptr;
+  if (!at::globalContext().deterministicAlgorithms()) {
+    if (bp.fwd.dtype != ScalarKind::kFloat32) dq_accum = at::empty(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
+    accum = dq_accum.defined() ? dq_accum.data_ptr<float>() : c.dq.data_ptr<float>();
   }
-  if (bp.fwd.dtype == ScalarKind::kFloat32) {
-    // float32: dq (contiguous (B, H, L, E) float32) is its own accumulator, no extra buffer or copy.
-    run_bwd_prep(c, c.dq.data_ptr<float>(), stream);
-    cuda::launch_bwd_mma(bp, c.dq.data_ptr<float>(), stream);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return;
-  }
-  at::Tensor dq_accum = at::empty(c.dq.sizes(), c.dq.options().dtype(at::kFloat));
-  run_bwd_prep(c, dq_accum.data_ptr<float>(), stream);
+  run_bwd_prep(c, accum, stream);
   bool done = false;
   if (hopper && cuda::bwd_wgmma_supports(bp, device_sm(device_index), /*check_dout=*/true, nullptr)) {
-    done = cuda::launch_bwd_wgmma(bp, dq_accum.data_ptr<float>(), stream);
+    done = cuda::launch_bwd_wgmma(bp, accum, stream);
     if (!done)
       TORCH_WARN_ONCE("flash_attention: the driver refused a TMA tensor map for the wgmma backward; running bwd_mma");
   }
-  if (!done) cuda::launch_bwd_mma(bp, dq_accum.data_ptr<float>(), stream);
+  if (!done) cuda::launch_bwd_mma(bp, accum, stream);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  c.dq.copy_(dq_accum);
+  if (dq_accum.defined()) c.dq.copy_(dq_accum);
 }
 
 // The CUDA-core backward (kernels/bwd_simple): O(L + S) extra memory, dQ by a query-major kernel and
@@ -249,13 +246,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bwd_cuda(
     tensor_core_bwd_cuda(c, q.device().index(), backward == "bwd_wgmma");
   else if (backward == "bwd_simple")
     simple_bwd_cuda(c, q.device().index());
-  else {
-    // The reference computes D with ATen, independent of the pre-pass kernel it checks.
-    at::Tensor d = (c.dout.to(at::kFloat) * c.fwd.out.to(at::kFloat)).sum(-1);
-    if (c.dlse.defined()) d.sub_(c.dlse);
-    c.delta.copy_(d);
+  else
     dense_bwd_cuda(c);
-  }
   return {c.dq, c.dk, c.dv, dscores};
 }
 

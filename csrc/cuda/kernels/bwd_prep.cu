@@ -24,54 +24,48 @@ namespace {
 
 constexpr int kPrepThreads = 256;
 
-struct PrepArgs {
-  const void* dout;
-  int64_t do_sb, do_sh, do_sl;
-  const void* out;
-  int64_t o_sb, o_sh, o_sl;
-  const float* dlse;  // (B, H, L) contiguous, or nullptr
-  float* delta;       // (B, H, L) contiguous
-  float* dq_accum;    // (B, H, L, E) contiguous, or nullptr
-  int64_t H, L, rows;
-  int E, Ev, group;   // group = G lanes per row
-};
-
+// group: G lanes per row (a power of two).
 template <typename T>
-__global__ void __launch_bounds__(kPrepThreads) bwd_prep_kernel(const PrepArgs a) {
+__global__ void __launch_bounds__(kPrepThreads)
+    bwd_prep_kernel(const BwdParams p, const float* __restrict__ dlse, float* __restrict__ delta,
+                    float* __restrict__ dq_accum, int group) {
+  const FwdParams& f = p.fwd;
+  const int64_t rows = f.B * f.H * f.L;
+  const int E = static_cast<int>(f.E), Ev = static_cast<int>(f.Ev);
   const int lane = threadIdx.x & 31;
-  const int sub = lane & (a.group - 1);  // this lane's place in its row's group
-  const int rows_per_warp = 32 / a.group;
+  const int sub = lane & (group - 1);  // this lane's place in its row's group
+  const int rows_per_warp = 32 / group;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kPrepThreads + threadIdx.x) / 32;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (kPrepThreads / 32);
-  const bool vec_do = rows_aligned16(a.dout, a.do_sb, a.do_sh, a.do_sl, sizeof(T));
-  const bool vec_o = rows_aligned16(a.out, a.o_sb, a.o_sh, a.o_sl, sizeof(T));
+  const bool vec_do = rows_aligned16(p.dout, p.do_sb, p.do_sh, p.do_sl, sizeof(T));
+  const bool vec_o = rows_aligned16(f.out, f.o_sb, f.o_sh, f.o_sl, sizeof(T));
   // Every lane runs every trip of this loop (the shuffles need the whole warp); lanes past
   // the last row read nothing and write nothing.
-  for (int64_t first = warp * rows_per_warp; first < a.rows; first += warps * rows_per_warp) {
-    const int64_t r = first + lane / a.group;
-    const bool live = r < a.rows;
+  for (int64_t first = warp * rows_per_warp; first < rows; first += warps * rows_per_warp) {
+    const int64_t r = first + lane / group;
+    const bool live = r < rows;
     float dot = 0.f;
     if (live) {
-      const int64_t l = r % a.L, bh = r / a.L, h = bh % a.H, b = bh / a.H;
-      const T* dor = static_cast<const T*>(a.dout) + b * a.do_sb + h * a.do_sh + l * a.do_sl;
-      const T* orow = static_cast<const T*>(a.out) + b * a.o_sb + h * a.o_sh + l * a.o_sl;
-      for (int e0 = sub * 8; e0 < a.Ev; e0 += a.group * 8) {
+      const int64_t l = r % f.L, bh = r / f.L, h = bh % f.H, b = bh / f.H;
+      const T* dor = static_cast<const T*>(p.dout) + b * p.do_sb + h * p.do_sh + l * p.do_sl;
+      const T* orow = static_cast<const T*>(f.out) + b * f.o_sb + h * f.o_sh + l * f.o_sl;
+      for (int e0 = sub * 8; e0 < Ev; e0 += group * 8) {
         float x[8], y[8];
-        load8(dor, e0, a.Ev, vec_do, x);
-        load8(orow, e0, a.Ev, vec_o, y);
+        load8(dor, e0, Ev, vec_do, x);
+        load8(orow, e0, Ev, vec_o, y);
 #pragma unroll
         for (int u = 0; u < 8; ++u) dot = fmaf(x[u], y[u], dot);
       }
     }
-    for (int offset = a.group / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    for (int offset = group / 2; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     if (!live) continue;
-    if (sub == 0) a.delta[r] = a.dlse != nullptr ? dot - a.dlse[r] : dot;
-    if (a.dq_accum != nullptr) {
-      float* dq = a.dq_accum + r * a.E;
-      if (a.E % 4 == 0) {
-        for (int e = sub * 4; e < a.E; e += a.group * 4) *reinterpret_cast<float4*>(dq + e) = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (sub == 0) delta[r] = dlse != nullptr ? dot - dlse[r] : dot;
+    if (dq_accum != nullptr) {
+      float* dq = dq_accum + r * E;
+      if (E % 4 == 0) {
+        for (int e = sub * 4; e < E; e += group * 4) *reinterpret_cast<float4*>(dq + e) = make_float4(0.f, 0.f, 0.f, 0.f);
       } else {
-        for (int e = sub; e < a.E; e += a.group) dq[e] = 0.f;
+        for (int e = sub; e < E; e += group) dq[e] = 0.f;
       }
     }
   }
@@ -83,17 +77,23 @@ __global__ void __launch_bounds__(kPrepThreads) bwd_prep_kernel(const PrepArgs a
 // dq_accum (B, H, L, E) float32 zeroed when not null. dlse (B, H, L) float32 or nullptr.
 void launch_bwd_prep(const BwdParams& p, const float* dlse, float* delta, float* dq_accum, cudaStream_t stream) {
   const FwdParams& f = p.fwd;
-  PrepArgs a{p.dout, p.do_sb, p.do_sh, p.do_sl, f.out, f.o_sb, f.o_sh, f.o_sl, dlse, delta, dq_accum,
-             f.H, f.L, f.B * f.H * f.L, static_cast<int>(f.E), static_cast<int>(f.Ev), 1};
-  if (a.rows == 0) return;
-  while (a.group < 32 && a.group * 8 < a.Ev) a.group *= 2;
-  const int64_t warps = (a.rows + 32 / a.group - 1) / (32 / a.group);
+  const int64_t rows = f.B * f.H * f.L;
+  if (rows == 0) return;
+  int group = 1;
+  while (group < 32 && group * 8 < f.Ev) group *= 2;
+  const int64_t warps = (rows + 32 / group - 1) / (32 / group);
   const int64_t blocks = (warps + kPrepThreads / 32 - 1) / (kPrepThreads / 32);
   const unsigned grid = static_cast<unsigned>(blocks < (int64_t{1} << 20) ? blocks : (int64_t{1} << 20));
   switch (f.dtype) {
-    case ScalarKind::kFloat16: bwd_prep_kernel<__half><<<grid, kPrepThreads, 0, stream>>>(a); break;
-    case ScalarKind::kBFloat16: bwd_prep_kernel<__nv_bfloat16><<<grid, kPrepThreads, 0, stream>>>(a); break;
-    default: bwd_prep_kernel<float><<<grid, kPrepThreads, 0, stream>>>(a); break;
+    case ScalarKind::kFloat16:
+      bwd_prep_kernel<__half><<<grid, kPrepThreads, 0, stream>>>(p, dlse, delta, dq_accum, group);
+      break;
+    case ScalarKind::kBFloat16:
+      bwd_prep_kernel<__nv_bfloat16><<<grid, kPrepThreads, 0, stream>>>(p, dlse, delta, dq_accum, group);
+      break;
+    default:
+      bwd_prep_kernel<float><<<grid, kPrepThreads, 0, stream>>>(p, dlse, delta, dq_accum, group);
+      break;
   }
 }
 
