@@ -23,6 +23,7 @@ template void run_v3<Mode::{enum}, {hd}, {causal}, {rows}>(const V3Args&, cudaSt
 
 V4_DTYPES = {"f16": "__half", "bf16": "__nv_bfloat16"}
 V4_HEAD_DIMS = [64, 128, 256]  # E == Ev; v4_wgmma_supports (kernels/v4_wgmma/launch.cu) takes these
+V4_TF32_HEAD_DIMS = [64, 128]  # float32 inputs on TF32 (kernel_f32.cuh)
 
 V4_TEMPLATE = """// v4, {dtype}, E = {hd}, {causal_word}: one explicit instantiation per file.
 #include "../kernels/v4_wgmma/launch_template.cuh"
@@ -94,6 +95,8 @@ def main():
                                   for mode, enum in MODES.items() for hd in BUCKETS])
     write_family("v4", V4_TEMPLATE, [(dtype, hd, {"dtype": dtype, "ctype": ctype})
                                      for dtype, ctype in V4_DTYPES.items() for hd in V4_HEAD_DIMS])
+    write_family("v4", V4_TEMPLATE, [("tf32", hd, {"dtype": "float32 on TF32", "ctype": "float"})
+                                     for hd in V4_TF32_HEAD_DIMS])
     for dtype, ctype in V4_DTYPES.items():
         for hd in V4M_HEAD_DIMS:
             with open(os.path.join(OUT, f"v4m_{dtype}_hd{hd}.cu"), "w") as f:

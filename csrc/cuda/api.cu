@@ -279,18 +279,23 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
     return {k->name, "requested by name"};
   }
   std::string v4_why;
-  if (cuda::v4_wgmma_supports(p, sm, &v4_why))
+  if (cuda::v4_wgmma_supports(p, sm, &v4_why)) {
+    if (p.dtype == ScalarKind::kFloat32)
+      return {"v4_wgmma", "sm_90, float32 with float32_precision='tf32', E == Ev in {64, 128}, no mask, TMA-aligned "
+                          "rows: the Hopper rung on TF32 tensor cores (V transposed by its producer warpgroup)"};
     return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev in {64, 128, 256}, ") +
                             (p.mask_kind == MaskKind::kBool
                                  ? "a bool mask (packed to bits and classified per 128 x 128 tile once per call)"
                                  : "no mask") +
                             ", TMA-aligned rows: the Hopper rung is the fastest"};
+  }
   if (sm >= 80) {
     if (p.dtype != ScalarKind::kFloat32)
       return {"v3_mma", "sm80+ and 16-bit inputs: the tensor-core rung is the fastest" +
                             (sm == 90 ? " (v4_wgmma " + v4_why + ")" : std::string())};
     if (p.precision != Float32Precision::kIeee)
-      return {"v3_mma", "sm80+ float32 with tensor cores allowed (3xTF32 unless float32_precision='tf32')"};
+      return {"v3_mma", "sm80+ float32 with tensor cores allowed (3xTF32 unless float32_precision='tf32')" +
+                            (sm == 90 ? " (v4_wgmma " + v4_why + ")" : std::string())};
     return {"v2_warp", "float32_precision='ieee' keeps float32 on CUDA cores: the warp-cooperative rung"};
   }
   return {"v2_warp", "no tensor-core rung below sm80: the warp-cooperative rung is the fastest"};

@@ -53,22 +53,27 @@ inline bool encode_tiled(CUtensorMap* map, CUtensorMapDataType dtype, int rank, 
   return r == CUDA_SUCCESS;
 }
 
-// 16-bit rows the TMA can read: a 16-byte aligned base and strides that are multiples of 8
-// elements (16 bytes); a size-1 dimension's stride is never used.
-inline bool rows_ok16(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads, int64_t s_batch,
-                      int64_t batch) {
-  auto ok = [](int64_t stride, int64_t n) { return n == 1 || (stride > 0 && stride % 8 == 0); };
+// Rows the TMA can read: a 16-byte aligned base and strides (in elements of elem_bytes) that are
+// multiples of 16 bytes; a size-1 dimension's stride is never used.
+inline bool rows_ok(const void* ptr, int64_t elem_bytes, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads,
+                    int64_t s_batch, int64_t batch) {
+  auto ok = [&](int64_t stride, int64_t n) { return n == 1 || (stride > 0 && (stride * elem_bytes) % 16 == 0); };
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && ok(s_row, rows) && ok(s_head, heads) && ok(s_batch, batch);
 }
 
-// A 16-bit (batch, heads, rows, E) view (element strides s_*) as a 4-D map, E innermost, boxes of
-// 64 x box_rows x 1 x 1 (128-byte rows) with 128-byte swizzle: the layout the wgmma kernels' swizzled
-// descriptors read. Strides of size-1 dims are irrelevant to the data but must still satisfy the
-// encoder, so they are replaced by the packed value.
+inline bool rows_ok16(const void* ptr, int64_t s_row, int64_t rows, int64_t s_head, int64_t heads, int64_t s_batch,
+                      int64_t batch) {
+  return rows_ok(ptr, 2, s_row, rows, s_head, heads, s_batch, batch);
+}
+
+// A (batch, heads, rows, E) view (element strides s_*) as a 4-D map, E innermost, boxes of one
+// 128-byte row (64 16-bit or 32 float values) x box_rows x 1 x 1 with 128-byte swizzle: the layout
+// the wgmma kernels' swizzled descriptors read. Strides of size-1 dims are irrelevant to the data
+// but must still satisfy the encoder, so they are replaced by the packed value.
 template <typename T>
 bool make_head_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64_t heads, int64_t batch,
                    int64_t s_row, int64_t s_head, int64_t s_batch, uint32_t box_rows) {
-  static_assert(sizeof(T) == 2, "make_head_map: 16-bit elements");
+  static_assert(sizeof(T) == 2 || std::is_same<T, float>::value, "make_head_map: 16-bit or float elements");
   const int64_t es = sizeof(T);
   if (rows == 1) s_row = E;
   if (heads == 1) s_head = s_row * rows;
@@ -77,9 +82,10 @@ bool make_head_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, 
                             static_cast<uint64_t>(batch)};
   const uint64_t strides[3] = {static_cast<uint64_t>(s_row * es), static_cast<uint64_t>(s_head * es),
                                static_cast<uint64_t>(s_batch * es)};
-  const uint32_t box[4] = {64, box_rows, 1, 1};
-  const CUtensorMapDataType dt =
-      std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const uint32_t box[4] = {static_cast<uint32_t>(128 / es), box_rows, 1, 1};
+  const CUtensorMapDataType dt = std::is_same<T, float>::value           ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                                 : std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   return encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 

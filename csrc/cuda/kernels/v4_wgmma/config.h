@@ -77,6 +77,43 @@ struct Cfg {
 // - The persistent kernel does not fit (its second Q buffer and O staging tile add 128 KB).
 constexpr int kBlockN256 = 80;
 
+// The float32 (TF32) kernel's tile (kernel_f32.cuh): BM = 128 rows in two consumer warpgroups,
+// BN = 64 keys. Float32 doubles every tile's bytes, and V needs a second, transposed copy:
+// - shared memory at E = 128: Q 64 KB + 2 stages x (K + V^T) 2 x 32 KB = 192 KB; 128-key tiles
+//   would need 320 KB, and V's TMA staging beside its transposed copy another 64 KB, so V is
+//   read from global memory by the producer warpgroup and stored transposed, with no staging.
+// - registers: the producer warpgroup holds 8 float4 of V per thread in flight and the swizzled
+//   addresses of their 32 stores (88 after setmaxnreg: with 64, ptxas spilled 80 bytes), the
+//   consumers the rest of the CTA's launch allocation (168 x 384 = 128 * 88 + 256 * 208 = 64512, as
+//   the 16-bit split); a consumer needs O (E / 2) + S (32) + P (32).
+template <int E_, int BM, int BN>
+struct CfgF32 {
+  static_assert(E_ % 32 == 0 && BN % 32 == 0 && BM % 64 == 0, "v4 f32: E and BN multiples of 32, BM of 64");
+  static constexpr int E = E_;
+  static constexpr int kBlockM = BM;
+  static constexpr int kBlockN = BN;
+  static constexpr int kConsumerWarpgroups = BM / 64;
+  static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  static constexpr int kProducerRegs = 88;
+  static constexpr int kConsumerRegs = 208;
+  static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 f32: register budget");
+  static_assert(kConsumerWarpgroups == 2, "v4 f32: the register split assumes two consumer warpgroups");
+
+  struct alignas(1024) Smem {
+    alignas(1024) float q[BM * E];
+    alignas(1024) float k[kStages][BN * E];
+    alignas(1024) float v[kStages][BN * E];  // V^T (see kernel_f32.cuh)
+    alignas(8) uint64_t q_full;
+    alignas(8) uint64_t k_full[kStages];
+    alignas(8) uint64_t v_full[kStages];
+    alignas(8) uint64_t k_empty[kStages];
+    alignas(8) uint64_t v_empty[kStages];
+  };
+  using PSmem = void;  // no persistent form
+  static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "v4 f32: shared memory");
+};
+
 // What the kernel needs besides the three tensor maps.
 struct Args {
   void* out;
@@ -88,6 +125,12 @@ struct Args {
   int num_items;  // num_m * B * H: the persistent kernel's work items
   int causal_offset;
   float scale_log2;
+};
+
+// The float32 kernel reads V with ordinary loads (to transpose it), so it also needs V itself.
+struct ArgsF32 : Args {
+  const float* v;  // (b, kv head) 0's first row
+  int64_t v_sb, v_sh, v_sl;
 };
 
 }  // namespace flash_attn_ext::cuda::v4

@@ -121,13 +121,18 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
   produce_kv<C>(tk, tv, s, hk, b, n_tiles, 0);
 }
 
+// Values per wgmma k-step: 16 for 16-bit operands, 8 for float (TF32). Either way one step is 32
+// bytes, a quarter of a 128-byte swizzled row, so descriptors advance alike for both.
+template <typename T>
+constexpr int kStepK = std::is_same<T, float>::value ? 8 : 16;
+
 // S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
 template <typename T, class C>
 __device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q_base, uint32_t k_base) {
   constexpr int E = C::E, kBlockM = C::kBlockM, kBlockN = C::kBlockN;
 #pragma unroll
-  for (int kk = 0; kk < E / 16; ++kk) {
-    const uint32_t off = (kk % 4) * 32;  // k16 step inside a 128-byte swizzled row
+  for (int kk = 0; kk < E / kStepK<T>; ++kk) {
+    const uint32_t off = (kk % 4) * 32;  // k-step inside a 128-byte swizzled row
     const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
     const uint64_t dk = ptx::desc_kmajor_sw128(k_base + (kk / 4) * kBlockN * 128 + off);
     ptx::wgmma_ss<T, kBlockN, 0>(sc, dq, dk, kk > 0);
@@ -135,14 +140,21 @@ __device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q
   ptx::wgmma_commit();
 }
 
-// O += P V for one V stage (V read MN-major), issued (not waited for).
+// O += P V for one V stage, issued (not waited for). 16-bit: V as TMA stored it, read MN-major.
+// float: TF32 operands must be K-major, so the stage holds V^T (kernel_f32.cuh's producer writes
+// it: rows of 32 keys per 128-byte swizzled row, E rows per chunk), read like a K tile.
 template <typename T, class C>
-__device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&p)[C::kBlockN / 16][4],
+__device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&p)[C::kBlockN / kStepK<T>][4],
                                          uint32_t v_base) {
 #pragma unroll
-  for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
-    const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes<C>, kVStrideBytes);
-    ptx::wgmma_rs<T, C::E, 1>(o, p[kk], dv, 1);
+  for (int kk = 0; kk < C::kBlockN / kStepK<T>; ++kk) {
+    if constexpr (std::is_same<T, float>::value) {
+      const uint64_t dv = ptx::desc_kmajor_sw128(v_base + (kk / 4) * C::E * 128 + (kk % 4) * 32);
+      ptx::wgmma_rs<T, C::E, 0>(o, p[kk], dv, 1);
+    } else {
+      const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes<C>, kVStrideBytes);
+      ptx::wgmma_rs<T, C::E, 1>(o, p[kk], dv, 1);
+    }
   }
   ptx::wgmma_commit();
 }
@@ -185,16 +197,38 @@ __device__ __forceinline__ int plain_tiles(const Args& a, int first_row, int n_t
   return min(n, n_tiles);
 }
 
-// P as RS A fragments: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose
-// (row g, row g+8) x (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
+// float to TF32 rounded to nearest (ties away), in a float32 register with the low 13 bits zero.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t y;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(y) : "f"(x));
+  return y;
+}
+
+// P as RS A fragments.
+// 16-bit: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose (row g, row g+8) x
+// (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.
+// float: k8 step kk is accumulator block kk, (rows g, g+8) x (cols 2t, 2t+1); the m64k8 TF32 A
+// layout wants cols t and t + 4 instead. A k-step sums over its 8 columns in any order, so
+// this thread's cols 2t and 2t+1 go into A columns t and t + 4 as they are, and the V^T stage
+// holds key 2t in k-slot t and key 2t+1 in k-slot t + 4 (kernel_f32.cuh): no shuffles.
 template <typename T, int N>
-__device__ __forceinline__ void pack_p(const float (&sc)[N / 2], uint32_t (&p)[N / 16][4]) {
+__device__ __forceinline__ void pack_p(const float (&sc)[N / 2], uint32_t (&p)[N / kStepK<T>][4]) {
+  if constexpr (std::is_same<T, float>::value) {
 #pragma unroll
-  for (int kk = 0; kk < N / 16; ++kk) {
-    p[kk][0] = pack2<T>(sc[8 * kk + 0], sc[8 * kk + 1]);
-    p[kk][1] = pack2<T>(sc[8 * kk + 2], sc[8 * kk + 3]);
-    p[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
-    p[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
+    for (int kk = 0; kk < N / 8; ++kk) {
+      p[kk][0] = to_tf32(sc[4 * kk + 0]);
+      p[kk][1] = to_tf32(sc[4 * kk + 2]);
+      p[kk][2] = to_tf32(sc[4 * kk + 1]);
+      p[kk][3] = to_tf32(sc[4 * kk + 3]);
+    }
+  } else {
+#pragma unroll
+    for (int kk = 0; kk < N / 16; ++kk) {
+      p[kk][0] = pack2<T>(sc[8 * kk + 0], sc[8 * kk + 1]);
+      p[kk][1] = pack2<T>(sc[8 * kk + 2], sc[8 * kk + 3]);
+      p[kk][2] = pack2<T>(sc[8 * kk + 4], sc[8 * kk + 5]);
+      p[kk][3] = pack2<T>(sc[8 * kk + 6], sc[8 * kk + 7]);
+    }
   }
 }
 
@@ -264,7 +298,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   l[0] = l[1] = 0.f;
   float alpha[2];
   float sc[kBlockN / 2];
-  uint32_t p[kBlockN / 16][4];
+  uint32_t p[kBlockN / kStepK<T>][4];
 
   turns.open_first(n_tiles);
   if (n_tiles > 0) ptx::mbar_wait(r.q_full, r.q_parity);
@@ -390,9 +424,13 @@ __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::
     if (row >= a.L) continue;
     T* orow = out + static_cast<int64_t>(row) * a.o_sl;
 #pragma unroll
-    for (int jb = 0; jb < E / 8; ++jb)
-      *reinterpret_cast<uint32_t*>(orow + 8 * jb + 2 * t) =
-          pack2<T>(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]);
+    for (int jb = 0; jb < E / 8; ++jb) {
+      const float lo = o[4 * jb + 2 * r] * inv[r], hi = o[4 * jb + 2 * r + 1] * inv[r];
+      if constexpr (std::is_same<T, float>::value)
+        *reinterpret_cast<float2*>(orow + 8 * jb + 2 * t) = make_float2(lo, hi);
+      else
+        *reinterpret_cast<uint32_t*>(orow + 8 * jb + 2 * t) = pack2<T>(lo, hi);
+    }
     if (a.lse != nullptr && t == 0) a.lse[(static_cast<int64_t>(b) * a.H + h) * a.L + row] = lse[r];
   }
 }
@@ -459,6 +497,21 @@ __device__ __forceinline__ void init_barriers_kv(uint64_t* k_full, uint64_t* v_f
   }
 }
 
+// One work item: query block row0 of head h, batch b.
+struct Item {
+  int row0, h, b;
+};
+
+// The one-item grid's item for this CTA: tiles of one head are adjacent in launch order so they
+// share K/V in L2; under causal the longest rows (last query tiles) start first.
+template <class C, bool CAUSAL>
+__device__ __forceinline__ Item block_item(const Args& a) {
+  const int bh = blockIdx.x / a.num_m;
+  int m_blk = blockIdx.x % a.num_m;
+  if constexpr (CAUSAL) m_blk = a.num_m - 1 - m_blk;
+  return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
+}
+
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
 __global__ void __launch_bounds__(C::kThreads, 1)
     v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
@@ -468,13 +521,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   using Smem = typename C::Smem;
   Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 
-  // Tiles of one head are adjacent in launch order so they share K/V in L2; under causal the
-  // longest rows (last query tiles) start first.
-  const int bh = blockIdx.x / a.num_m;
-  int m_blk = blockIdx.x % a.num_m;
-  if constexpr (CAUSAL) m_blk = a.num_m - 1 - m_blk;
-  const int b = bh / a.H, h = bh % a.H, hk = h / a.group;
-  const int row0 = m_blk * C::kBlockM;
+  const Item w = block_item<C, CAUSAL>(a);
+  const int row0 = w.row0, h = w.h, b = w.b, hk = h / a.group;
   const int n_tiles = key_tiles<C, CAUSAL>(a, row0);
 
   if (threadIdx.x == 0) {
@@ -506,9 +554,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 // longest first over all heads (last query blocks of every head, then the ones before), so
 // the static round robin below hands each CTA a long item before short ones and the tail of
 // the grid is made of short items.
-struct Item {
-  int row0, h, b;
-};
 template <class C, bool CAUSAL>
 __device__ __forceinline__ Item item_at(const Args& a, int it) {
   int bh, m_blk;

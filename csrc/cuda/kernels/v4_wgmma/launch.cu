@@ -1,6 +1,7 @@
 // launch_v4_wgmma and the rung's input rule: which calls the Hopper kernel takes.
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "../../launch.h"
 #include "../../ptx/tma_host.h"
@@ -14,7 +15,8 @@ template <typename T, bool CAUSAL>
 bool run_e(const FwdParams& p, cudaStream_t s) {
   if (p.E == 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
   if (p.E == 128) return v4::run_v4<T, 128, CAUSAL>(p, s);
-  return v4::run_v4<T, 256, CAUSAL>(p, s);
+  if constexpr (std::is_same<T, float>::value) return false;
+  else return v4::run_v4<T, 256, CAUSAL>(p, s);
 }
 
 }  // namespace
@@ -25,7 +27,15 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
     return false;
   };
   if (sm != 90) return no("needs compute capability 9.0 exactly (sm_90a instructions)");
-  if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) return no("takes float16/bfloat16 only");
+  const bool f32 = p.dtype == ScalarKind::kFloat32;
+  if (f32) {
+    if (p.precision != Float32Precision::kTf32)
+      return no("takes float32 only with float32_precision='tf32' (its accurate modes run on v3_mma)");
+    if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes float32 at E == Ev in {64, 128} only");
+    if (p.mask_kind != MaskKind::kNone) return no("takes float32 without a mask only (masks run on v3_mma)");
+  } else if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) {
+    return no("takes float16/bfloat16, or float32 with float32_precision='tf32'");
+  }
   if (p.E != p.Ev || (p.E != 64 && p.E != 128 && p.E != 256)) return no("takes E == Ev in {64, 128, 256} only");
   if (p.mask_kind == MaskKind::kFloat)
     return no("takes bool masks but not float (additive) masks yet: those run on v3_mma");
@@ -35,12 +45,14 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
     if (lay.MB * lay.MH * lay.MT * lay.NT >= (int64_t(1) << 31) - 1 || lay.NT >= (int64_t(1) << 24))
       return no("takes bool masks only up to 2^31 128 x 128 mask tiles");
   }
-  if (!tma::rows_ok16(p.q, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) ||
-      !tma::rows_ok16(p.k, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
-      !tma::rows_ok16(p.v, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
+  // The float32 kernel reads V with 16-byte loads instead of the TMA: the same rule.
+  const int64_t es = f32 ? 4 : 2;
+  if (!tma::rows_ok(p.q, es, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) ||
+      !tma::rows_ok(p.k, es, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||
+      !tma::rows_ok(p.v, es, p.v_sl, p.S, p.v_sh, p.Hkv, p.v_sb, p.B))
     return no("needs 16-byte aligned q/k/v rows and strides (TMA)");
-  if (reinterpret_cast<uintptr_t>(p.out) % 4 != 0 || p.o_sl % 2 != 0 || p.o_sh % 2 != 0 || p.o_sb % 2 != 0)
-    return no("needs 4-byte aligned output pairs");
+  if (reinterpret_cast<uintptr_t>(p.out) % (2 * es) != 0 || p.o_sl % 2 != 0 || p.o_sh % 2 != 0 || p.o_sb % 2 != 0)
+    return no("needs output pairs aligned to their size (4 bytes 16-bit, 8 float32)");
   const int64_t tiles = (p.L + 127) / 128 * p.B * p.H;
   if (p.L >= (int64_t(1) << 31) - 256 || p.S >= (int64_t(1) << 31) - 256 || tiles >= (int64_t(1) << 31))
     return no("sizes beyond 32-bit tile indices");
@@ -62,6 +74,8 @@ bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream, void* workspace) {
                      : v4::run_v4_masked<__half, 128>(p, workspace, stream);
   }
   const bool causal = p.causal != CausalMode::kNone;
+  if (p.dtype == ScalarKind::kFloat32)
+    return causal ? run_e<float, true>(p, stream) : run_e<float, false>(p, stream);
   if (p.dtype == ScalarKind::kBFloat16)
     return causal ? run_e<__nv_bfloat16, true>(p, stream) : run_e<__nv_bfloat16, false>(p, stream);
   return causal ? run_e<__half, true>(p, stream) : run_e<__half, false>(p, stream);

@@ -12,6 +12,7 @@
 #include "../../../common/params.h"
 #include "../../ptx/tma_host.h"
 #include "kernel.cuh"
+#include "kernel_f32.cuh"
 #include "kernel_xitem.cuh"
 
 namespace flash_attn_ext::cuda::v4 {
@@ -154,11 +155,43 @@ bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
+// float32 on TF32 tensor cores (kernel_f32.cuh): one tile, CfgF32<E, 128, 64>, in the one-CTA grid
+// with the overlapped loop and pingpong; FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop.
+template <int E, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+bool run_f32_cfg(const FwdParams& p, cudaStream_t stream) {
+  using C = CfgF32<E, 128, 64>;
+  ArgsF32 a;
+  CUtensorMap tq, tk, tv;
+  if (!prepare<float, C, CAUSAL>(p, a, tq, tk, tv)) return false;
+  a.v = static_cast<const float*>(p.v);
+  a.v_sb = p.v_sb;
+  a.v_sh = p.v_sh;
+  a.v_sl = p.v_sl;
+  auto kernel = v4_fwd_f32_kernel<C, CAUSAL, OVERLAP, PINGPONG>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
+  const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
+  kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, a);
+  return true;
+}
+
+template <int E, bool CAUSAL>
+bool run_v4_f32(const FwdParams& p, cudaStream_t stream) {
+  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
+  if (simple != nullptr && simple[0] == '1') return run_f32_cfg<E, CAUSAL, false, false>(p, stream);
+  return run_f32_cfg<E, CAUSAL, true, true>(p, stream);
+}
+
 template <typename T, int E, bool CAUSAL>
 bool run_v4(const FwdParams& p, cudaStream_t stream) {
   static_assert(E == 64 || E == 128 || E == 256, "v4: E in {64, 128, 256}");
-  if constexpr (E == 256) return run_v4_e256<T, CAUSAL>(p, stream);
-  else return run_v4_e64_e128<T, E, CAUSAL>(p, stream);
+  if constexpr (std::is_same<T, float>::value) {
+    static_assert(E != 256, "v4 f32: E in {64, 128}");
+    return run_v4_f32<E, CAUSAL>(p, stream);
+  } else if constexpr (E == 256) {
+    return run_v4_e256<T, CAUSAL>(p, stream);
+  } else {
+    return run_v4_e64_e128<T, E, CAUSAL>(p, stream);
+  }
 }
 
 }  // namespace flash_attn_ext::cuda::v4

@@ -1,0 +1,6 @@
+// v4, float32 on TF32, E = 128, causal: one explicit instantiation per file.
+#include "../kernels/v4_wgmma/launch_template.cuh"
+
+namespace flash_attn_ext::cuda::v4 {
+template bool run_v4<float, 128, true>(const FwdParams&, cudaStream_t);
+}  // namespace flash_attn_ext::cuda::v4

@@ -1,0 +1,161 @@
+// v4_wgmma for float32 inputs on TF32 tensor cores (float32_precision='tf32').
+//
+// What changes from the 16-bit v4 kernel (kernel.cuh), and why:
+// - wgmma reads float32 operands as TF32, m64nNk8, and only K-major: Q and K are K-major as
+//   stored (E contiguous), so Q K^T runs as before with k8 steps (same 32 bytes per step, so the
+//   same descriptors); V is not (its K dimension, the keys, is the strided one), and TMA cannot
+//   transpose. The producer warpgroup therefore reads V with ordinary 16-byte loads and stores
+//   it transposed into the stage, one key per 4-byte slot; all four producer warps do this,
+//   while one thread still issues the TMA copies of Q and K.
+// - The m64k8 TF32 A fragment holds columns t and t + 4 where the S accumulator holds 2t and
+//   2t + 1; rather than shuffling P between lanes, the transposed stage stores key 2t in k-slot
+//   t and key 2t + 1 in k-slot t + 4 of every 8 (pack_p in kernel.cuh).
+// - P is rounded to TF32 (cvt.rna); Q, K and V go to the tensor cores as stored, which use
+//   their top 19 bits.
+// - Tiles: 128 x 64 (CfgF32 in config.h: float32 doubles every tile's bytes).
+// The consumer warpgroups run the same attend() loop as the 16-bit kernel (overlapped QK^T /
+// softmax / PV, pingpong between the two warpgroups).
+#pragma once
+
+#include "kernel.cuh"
+
+namespace flash_attn_ext::cuda::v4 {
+
+constexpr int kChunkF32 = 32;  // floats per 128-byte swizzled row
+
+template <class C>
+__device__ __forceinline__ void load_q_f32(const CUtensorMap* tq, typename C::Smem& s, int row0, int h, int b) {
+  constexpr int E = C::E, kBlockM = C::kBlockM;
+  ptx::mbar_arrive_expect_tx(&s.q_full, kBlockM * E * 4);
+#pragma unroll
+  for (int c = 0; c < E / kChunkF32; ++c)
+    ptx::tma_load_4d(ptx::smem_addr(s.q) + c * kBlockM * 128, tq, ptx::smem_addr(&s.q_full), c * kChunkF32, row0, h,
+                     b);
+}
+
+// K tile j into its stage once every consumer warp has released the stage's previous tile.
+template <class C>
+__device__ __forceinline__ void load_k_f32(const CUtensorMap* tk, typename C::Smem& s, int j, int hk, int b) {
+  constexpr int E = C::E, kBlockN = C::kBlockN;
+  const int st = j % kStages;
+  if (j >= kStages) ptx::mbar_wait(&s.k_empty[st], ((j / kStages) - 1) & 1);
+  ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 4);
+#pragma unroll
+  for (int c = 0; c < E / kChunkF32; ++c)
+    ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunkF32,
+                     j * kBlockN, hk, b);
+}
+
+// Byte offset of V(key, n) in a V^T stage: chunks of 32 keys, each E rows (one per value column
+// n) of 128 bytes with the 128-byte swizzle (16-byte unit u of row n at u ^ (n % 8)), the layout
+// of a K-major wgmma operand with N = E. Inside each 8 keys, key i sits in slot i / 2 + 4 (i % 2):
+// the order pack_p's P fragments expect.
+template <int E>
+__device__ __forceinline__ uint32_t vt_offset(int key, int n) {
+  const int i = key % 8;
+  const int unit = 2 * ((key % 32) / 8) + (i & 1);
+  return (key / 32) * (E * 128) + n * 128 + ((unit ^ (n % 8)) * 16) + (i >> 1) * 4;
+}
+
+// V rows [key0, key0 + BN) of one (b, kv head) into the V^T stage at dst, rows at or past key_end
+// as zeros (as the TMA fills K). Work unit = one warp instruction: 8 keys (lane % 8) x 16 columns
+// (4 per lane); each key's 64 bytes are one coalesced pair of sectors on load, and a warp's 32
+// stores of one element fall on 16 banks (2-way), not 2.
+template <class C>
+__device__ __forceinline__ void transpose_v(const float* vh, int64_t v_sl, int key0, int key_end, uint32_t dst) {
+  constexpr int E = C::E, kBlockN = C::kBlockN;
+  constexpr int kKeyBlocks = kBlockN / 8;
+  constexpr int kPerWarp = kKeyBlocks * (E / 16) / 4;
+  constexpr int kBatch = 8;  // float4 loads in flight per thread
+  static_assert(kPerWarp % kBatch == 0, "v4 f32: V units per warp");
+  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+  const int i = lane % 8, q = lane / 8;
+#pragma unroll 1
+  for (int u0 = 0; u0 < kPerWarp; u0 += kBatch) {
+    float4 x[kBatch];
+#pragma unroll
+    for (int bt = 0; bt < kBatch; ++bt) {
+      const int unit = (u0 + bt) * 4 + warp;
+      const int key = (unit % kKeyBlocks) * 8 + i, col = (unit / kKeyBlocks) * 16 + q * 4;
+      x[bt] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(vh + (key0 + key) * v_sl + col))
+                                   : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int bt = 0; bt < kBatch; ++bt) {
+      const int unit = (u0 + bt) * 4 + warp;
+      const int key = (unit % kKeyBlocks) * 8 + i, col = (unit / kKeyBlocks) * 16 + q * 4;
+      st_shared(dst + vt_offset<E>(key, col + 0), __float_as_uint(x[bt].x));
+      st_shared(dst + vt_offset<E>(key, col + 1), __float_as_uint(x[bt].y));
+      st_shared(dst + vt_offset<E>(key, col + 2), __float_as_uint(x[bt].z));
+      st_shared(dst + vt_offset<E>(key, col + 3), __float_as_uint(x[bt].w));
+    }
+  }
+}
+
+// The producer warpgroup: thread 0 issues Q and K (one tile ahead of V), all 128 threads
+// transpose V tile by tile. Each thread fences its stores into the async proxy (wgmma reads the
+// stage) before arriving on v_full, which completes after all 128 arrivals.
+template <class C>
+__device__ __forceinline__ void produce_f32(const CUtensorMap* tq, const CUtensorMap* tk, const ArgsF32& a,
+                                            typename C::Smem& s, const Item& w, int n_tiles) {
+  const int tid = threadIdx.x % 128;
+  const int hk = w.h / a.group;
+  if (tid == 0) {
+    ptx::tma_prefetch_desc(tq);
+    ptx::tma_prefetch_desc(tk);
+    load_q_f32<C>(tq, s, w.row0, w.h, w.b);
+    load_k_f32<C>(tk, s, 0, hk, w.b);
+  }
+  const float* vh = a.v + w.b * a.v_sb + hk * a.v_sh;
+  for (int j = 0; j < n_tiles; ++j) {
+    if (tid == 0 && j + 1 < n_tiles) load_k_f32<C>(tk, s, j + 1, hk, w.b);
+    const int st = j % kStages;
+    if (j >= kStages) ptx::mbar_wait(&s.v_empty[st], ((j / kStages) - 1) & 1);
+    transpose_v<C>(vh, a.v_sl, j * C::kBlockN, a.S, ptx::smem_addr(s.v[st]));
+    ptx::fence_proxy_async_smem();
+    ptx::mbar_arrive(&s.v_full[st]);
+  }
+}
+
+template <class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
+__global__ void __launch_bounds__(C::kThreads, 1)
+    v4_fwd_f32_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                      const ArgsF32 a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ unsigned char smem_raw[];
+  using Smem = typename C::Smem;
+  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  const Item w = block_item<C, CAUSAL>(a);
+  const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
+
+  if (threadIdx.x == 0) {
+    ptx::mbar_init(&s.q_full, 1);
+    for (int i = 0; i < kStages; ++i) {
+      ptx::mbar_init(&s.k_full[i], 1);
+      ptx::mbar_init(&s.v_full[i], 128);
+      ptx::mbar_init(&s.k_empty[i], 4 * C::kConsumerWarpgroups);
+      ptx::mbar_init(&s.v_empty[i], 4 * C::kConsumerWarpgroups);
+    }
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  const int wg = threadIdx.x / 128;
+  if (wg == 0) {
+    ptx::setmaxnreg_dec<C::kProducerRegs>();
+    if (n_tiles > 0) produce_f32<C>(&tq, &tk, a, s, w, n_tiles);
+  } else {
+    ptx::setmaxnreg_inc<C::kConsumerRegs>();
+    const int cw = wg - 1;
+    float o[C::E / 2], m[2], l[2];
+    const Ring r{0, ptx::smem_addr(s.q), ptx::smem_addr(&s.q_full), 0, 0};
+    attend<float, C, CAUSAL, OVERLAP, PINGPONG>(a, s, w.row0, cw, n_tiles, r, o, m, l);
+    store_o_regs<float, C>(a, o, m, l, w.row0, cw, w.h, w.b);
+  }
+#else
+  __trap();  // built without sm_90a: the host never launches this
+#endif
+}
+
+}  // namespace flash_attn_ext::cuda::v4

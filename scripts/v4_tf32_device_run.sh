@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# On the GPU machine (H200), < 480 s, from the repository root: build; then, concurrently, the whole
+# pytest suite (v4_wgmma's float32 tests included) and compute-sanitizer memcheck over small
+# float32 v4 calls (tails, causal both ways, GQA, E = 64 and 128); then racecheck and synccheck over the
+# same calls; then, alone on the GPU, the float32 forward table (benchmarks/f32_bench.py), printed last.
+# Logs under OUT.
+#
+#   bash scripts/v4_tf32_device_run.sh OUT [f32_bench.py args...]
+set -o pipefail
+OUT=${1:-${OUT:-/tmp/v4_tf32_out}}
+shift || true
+mkdir -p "$OUT"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD
+BUDGET_S=470
+source scripts/device_clock.sh
+python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+since "build done"
+
+timeout 200 python3 -m pytest -q -n 16 tests -p no:cacheprovider \
+  >"$OUT/pytest.log" 2>&1 &
+p_test=$!
+cat >"$OUT/tf32_sanitize.py" <<'EOF'
+import torch
+import flash_attn_ext as fa
+
+torch.manual_seed(0)
+calls = 0
+for E, L, S, H, Hkv, causal in ((128, 257, 300, 4, 2, "top_left"), (128, 300, 130, 2, 2, "bottom_right"),
+                                (64, 130, 200, 4, 1, False), (64, 97, 65, 2, 2, True), (128, 1, 70, 2, 2, False)):
+    q = torch.randn(1, H, L, E, device="cuda")
+    k, v = torch.randn(1, Hkv, S, E, device="cuda"), torch.randn(1, Hkv, S, E, device="cuda")
+    fa.flash_attention(q, k, v, causal=causal, return_lse=True, kernel="v4_wgmma", float32_precision="tf32")
+    calls += 1
+torch.cuda.synchronize()
+print(f"tf32_sanitize: {calls} calls done")
+EOF
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+timeout 200 "$SAN" --tool memcheck --error-exitcode 9 python3 "$OUT/tf32_sanitize.py" >"$OUT/memcheck.log" 2>&1 &
+p_mem=$!
+wait $p_test; rc_test=$?
+wait $p_mem; rc_mem=$?
+since "pytest + memcheck done"
+timeout 150 "$SAN" --tool racecheck --error-exitcode 9 python3 "$OUT/tf32_sanitize.py" >"$OUT/racecheck.log" 2>&1 &
+p_race=$!
+timeout 150 "$SAN" --tool synccheck --error-exitcode 9 python3 "$OUT/tf32_sanitize.py" >"$OUT/synccheck.log" 2>&1 &
+p_sync=$!
+wait $p_race; rc_race=$?
+wait $p_sync; rc_sync=$?
+since "racecheck + synccheck done"
+
+timeout $(cap 400 5) python3 benchmarks/f32_bench.py --json "$OUT/f32_bench.json" "$@" >"$OUT/bench.log" 2>&1
+rc_bench=$?
+echo "== pytest, whole suite (rc $rc_test)"; grep -E "passed|failed|error" "$OUT/pytest.log" | tail -3
+grep -E "^FAILED|^ERROR" "$OUT/pytest.log" | head -15
+for t in memcheck racecheck synccheck; do
+  echo "== $t"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|tf32_sanitize|Error" "$OUT/$t.log" | head -4
+done
+since "rc pytest $rc_test memcheck $rc_mem racecheck $rc_race synccheck $rc_sync bench $rc_bench"
+echo "== float32 forward (rc $rc_bench)"
+tail -20 "$OUT/bench.log"

@@ -1,0 +1,115 @@
+"""float32 on the Hopper rung (v4_wgmma with float32_precision='tf32'): held to the budget of PyTorch's own
+float32 attention with TF32 matmuls, over the cases where its producer's V transpose and the TF32 operand
+layouts could go wrong: key and query tails (L, S not multiples of the 128 x 64 tile), one row, one key, both
+causal alignments with rows that see no key, GQA, strided inputs surrounded by NaN, E = 64 and 128."""
+import pytest
+import torch
+
+import flash_attn_ext
+from support.inputs import qkv
+from support.numerics import assert_matches_reference
+from support.runner import attend
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
+)
+
+# (B, H, Hkv, L, S, E, causal)
+CASES = [
+    (1, 2, 2, 1, 97, 64, False),
+    (1, 2, 2, 97, 1, 128, False),
+    (2, 3, 3, 113, 1025, 128, False),
+    (1, 4, 2, 1025, 113, 64, "top_left"),
+    (1, 2, 2, 1025, 113, 128, "bottom_right"),  # rows before L - S see no key
+    (2, 4, 1, 300, 517, 128, "bottom_right"),
+    (1, 2, 2, 257, 257, 64, True),
+    (1, 1, 1, 2048, 2048, 128, False),
+]
+
+
+def _tf32_budget_check(q, k, v, causal):
+    out, lse = attend("v4_wgmma", q, k, v, causal=causal, float32_precision="tf32")
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True  # the budget: PyTorch in float32 with TF32 matmuls
+    try:
+        assert_matches_reference(out, lse, q, k, v, causal=causal, budget_dtype=torch.float32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    return out, lse
+
+
+@pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", CASES, ids=[f"B{c[0]}-H{c[1]}-Hkv{c[2]}-L{c[3]}-S{c[4]}-E{c[5]}-{c[6]}"
+                                                              for c in CASES])
+def test_tf32_matches_within_budget(gen, B, H, Hkv, L, S, E, causal):
+    q, k, v = qkv(gen, B=B, H=H, Hkv=Hkv, L=L, S=S, E=E, device="cuda")
+    _tf32_budget_check(q, k, v, causal)
+
+
+def _nan_framed(t):
+    """t's values as a view into a NaN buffer with one spare row before and four spare columns before each row:
+    strides and base stay 16-byte aligned (the TMA's rule), and any read past the view's edges picks up NaN."""
+    B, H, N, E = t.shape
+    big = torch.full((B, H, N + 2, E + 8), float("nan"), dtype=t.dtype, device=t.device)
+    view = big[:, :, 1 : N + 1, 4 : E + 4]
+    view.copy_(t)
+    return view
+
+
+@pytest.mark.parametrize("E", [64, 128])
+def test_tf32_strided_inputs_framed_by_nan(gen, E):
+    q, k, v = qkv(gen, B=2, H=2, L=150, S=333, E=E, device="cuda")
+    qs, ks, vs = (_nan_framed(t) for t in (q, k, v))
+    assert not qs.is_contiguous()
+    out, lse = _tf32_budget_check(qs, ks, vs, "bottom_right")
+    dense = attend("v4_wgmma", q, k, v, causal="bottom_right", float32_precision="tf32")
+    assert torch.equal(out, dense[0]) and torch.equal(lse, dense[1])
+
+
+def test_default_routes_tf32_to_v4_and_accurate_modes_to_v3(gen):
+    q, k, v = qkv(gen, B=1, H=2, L=256, S=256, E=128, device="cuda")
+    assert flash_attn_ext.explain(q, k, v, float32_precision="tf32")["kernel"] == "v4_wgmma"
+    for precision in ("auto", "3xtf32"):
+        assert flash_attn_ext.explain(q, k, v, float32_precision=precision)["kernel"] == "v3_mma"
+    q96, k96, v96 = qkv(gen, B=1, H=2, L=64, S=64, E=96, device="cuda")
+    assert flash_attn_ext.explain(q96, k96, v96, float32_precision="tf32")["kernel"] == "v3_mma"
+    with pytest.raises(ValueError, match="float32_precision='tf32'"):
+        flash_attn_ext.flash_attention(q, k, v, kernel="v4_wgmma")
+
+
+def test_tf32_repeated_runs_and_graph_replay_are_bit_identical(gen):
+    shape = dict(B=2, H=4, Hkv=2, L=200, S=333, E=64, device="cuda")
+    static = [t.clone() for t in qkv(gen, **shape)]
+    first = attend("v4_wgmma", *static, causal="bottom_right", float32_precision="tf32")
+    for _ in range(20):
+        again = flash_attn_ext.flash_attention(*static, causal="bottom_right", return_lse=True, kernel="v4_wgmma",
+                                               float32_precision="tf32")
+        assert torch.equal(again[0], first[0]) and torch.equal(again[1], first[1])
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        flash_attn_ext.flash_attention(*static, causal="bottom_right", kernel="v4_wgmma", float32_precision="tf32")
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(graph):
+        out, lse = flash_attn_ext.flash_attention(*static, causal="bottom_right", return_lse=True, kernel="v4_wgmma",
+                                                  float32_precision="tf32")
+    for dst, src in zip(static, qkv(gen, **shape)):
+        dst.copy_(src)
+    graph.replay()
+    want = attend("v4_wgmma", *static, causal="bottom_right", float32_precision="tf32")
+    assert torch.equal(out, want[0]) and torch.equal(lse, want[1])
+
+
+def test_tf32_many_heads(gen):
+    # B * H = 70000 query blocks of one row each: the one-CTA grid is one-dimensional.
+    q, k, v = qkv(gen, B=2, H=35000, Hkv=5000, L=17, S=33, E=64, device="cuda")
+    out, lse = attend("v4_wgmma", q, k, v, causal="bottom_right", float32_precision="tf32")
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        for b, h in ((0, 0), (1, 17_499), (1, 34_999)):
+            hk = h // 7
+            assert_matches_reference(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], causal="bottom_right",
+                                     budget_dtype=torch.float32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
