@@ -13,6 +13,7 @@
 #include <cudaTypedefs.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 namespace flash_attn_ext::cuda::tma {
@@ -83,7 +84,10 @@ bool make_head_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, 
   const uint64_t strides[3] = {static_cast<uint64_t>(s_row * es), static_cast<uint64_t>(s_head * es),
                                static_cast<uint64_t>(s_batch * es)};
   const uint32_t box[4] = {static_cast<uint32_t>(128 / es), box_rows, 1, 1};
-  const CUtensorMapDataType dt = std::is_same<T, float>::value           ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+  const char* f32_type = std::getenv("FLASH_ATTN_EXT_TMA_F32_TYPE");
+  const bool plain_f32 = f32_type != nullptr && f32_type[0] == 'f';
+  const CUtensorMapDataType dt = std::is_same<T, float>::value
+                                     ? (plain_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_TFLOAT32)
                                  : std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   return encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);

@@ -84,10 +84,10 @@ __device__ __forceinline__ void transpose_v(const float* vh, int64_t v_sl, int k
     for (int bt = 0; bt < kBatch; ++bt) {
       const int unit = (u0 + bt) * 4 + warp;
       const int key = (unit % kKeyBlocks) * 8 + i, col = (unit / kKeyBlocks) * 16 + q * 4;
-      st_shared(dst + vt_offset<E>(key, col + 0), __float_as_uint(x[bt].x));
-      st_shared(dst + vt_offset<E>(key, col + 1), __float_as_uint(x[bt].y));
-      st_shared(dst + vt_offset<E>(key, col + 2), __float_as_uint(x[bt].z));
-      st_shared(dst + vt_offset<E>(key, col + 3), __float_as_uint(x[bt].w));
+      st_shared(dst + vt_offset<E>(key, col + 0), to_tf32(x[bt].x));
+      st_shared(dst + vt_offset<E>(key, col + 1), to_tf32(x[bt].y));
+      st_shared(dst + vt_offset<E>(key, col + 2), to_tf32(x[bt].z));
+      st_shared(dst + vt_offset<E>(key, col + 3), to_tf32(x[bt].w));
     }
   }
 }
