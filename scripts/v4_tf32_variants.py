@@ -1,7 +1,6 @@
-"""A/B of the float32 v4 kernel's variants, side by side (benchmarks/timing.py), with each one's error against
-float64 (batch 0, first two heads): the default (overlapped loop + pingpong, Q/K maps of TMA type TFLOAT32),
-FLASH_ATTN_EXT_V4_SIMPLE=1 (unpipelined loop) and FLASH_ATTN_EXT_TMA_F32_TYPE=float (Q/K maps of type FLOAT32:
-the tensor cores then see the operands as stored and drop their low bits). B * N = 16k, H = 2048 / E.
+"""A/B of the float32 v4 kernel's loop forms, side by side (benchmarks/timing.py), with each one's error against
+float64 (batch 0, first two heads): the default (overlapped loop + pingpong) and the other three combinations of
+FLASH_ATTN_EXT_V4_OVERLAP / FLASH_ATTN_EXT_V4_PINGPONG. B * N = 16k, H = 2048 / E.
 
     python3 scripts/v4_tf32_variants.py [--ns 4096] [--es 128 64]
 """
@@ -17,7 +16,12 @@ from flash_attn_ext.reference import attention_reference
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 from timing import Budget, clock_for, measure  # noqa: E402
 
-VARIANTS = {"default": {}, "simple": {"FLASH_ATTN_EXT_V4_SIMPLE": "1"}, "f32 map": {"FLASH_ATTN_EXT_TMA_F32_TYPE": "float"}}
+VARIANTS = {
+    "overlap + pingpong": {"FLASH_ATTN_EXT_V4_OVERLAP": "1", "FLASH_ATTN_EXT_V4_PINGPONG": "1"},
+    "overlap": {"FLASH_ATTN_EXT_V4_OVERLAP": "1", "FLASH_ATTN_EXT_V4_PINGPONG": "0"},
+    "pingpong": {"FLASH_ATTN_EXT_V4_OVERLAP": "0", "FLASH_ATTN_EXT_V4_PINGPONG": "1"},
+    "neither": {"FLASH_ATTN_EXT_V4_OVERLAP": "0", "FLASH_ATTN_EXT_V4_PINGPONG": "0"},
+}
 
 
 def run_with(env, q, k, v, causal):

@@ -13,7 +13,6 @@
 #include <cudaTypedefs.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 namespace flash_attn_ext::cuda::tma {
@@ -69,7 +68,9 @@ inline bool rows_ok16(const void* ptr, int64_t s_row, int64_t rows, int64_t s_he
 
 // A (batch, heads, rows, E) view (element strides s_*) as a 4-D map, E innermost, boxes of one
 // 128-byte row (64 16-bit or 32 float values) x box_rows x 1 x 1 with 128-byte swizzle: the layout
-// the wgmma kernels' swizzled descriptors read. Strides of size-1 dims are irrelevant to the data
+// the wgmma kernels' swizzled descriptors read. Float maps are of type TFLOAT32: the TMA rounds
+// each value to TF32 as it loads it (to nearest; with type FLOAT32 the tensor cores drop the low
+// bits instead, 3x the error: benchmarks/NOTES_v4.md, float32 step 1). Strides of size-1 dims are irrelevant to the data
 // but must still satisfy the encoder, so they are replaced by the packed value.
 template <typename T>
 bool make_head_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, int64_t heads, int64_t batch,
@@ -84,10 +85,7 @@ bool make_head_map(CUtensorMap* map, const void* base, int64_t E, int64_t rows, 
   const uint64_t strides[3] = {static_cast<uint64_t>(s_row * es), static_cast<uint64_t>(s_head * es),
                                static_cast<uint64_t>(s_batch * es)};
   const uint32_t box[4] = {static_cast<uint32_t>(128 / es), box_rows, 1, 1};
-  const char* f32_type = std::getenv("FLASH_ATTN_EXT_TMA_F32_TYPE");
-  const bool plain_f32 = f32_type != nullptr && f32_type[0] == 'f';
-  const CUtensorMapDataType dt = std::is_same<T, float>::value
-                                     ? (plain_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_TFLOAT32)
+  const CUtensorMapDataType dt = std::is_same<T, float>::value           ? CU_TENSOR_MAP_DATA_TYPE_TFLOAT32
                                  : std::is_same<T, __nv_bfloat16>::value ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
                                                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   return encode_tiled(map, dt, 4, base, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_128B);

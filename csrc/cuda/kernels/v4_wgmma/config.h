@@ -25,6 +25,7 @@ struct Cfg {
   static constexpr int kBlockN = BN;
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  static constexpr int kVStages = kStages;
   // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
   // (2 consumer warpgroups: 128 * 24 + 256 * 240 = 64512 of the SM's 65536; 3: 128 * 24 +
   // 384 * 160 = 64512).
@@ -79,13 +80,15 @@ constexpr int kBlockN256 = 80;
 
 // The float32 (TF32) kernel's tile (kernel_f32.cuh): BM = 128 rows in two consumer warpgroups,
 // BN = 64 keys. Float32 doubles every tile's bytes, and V needs a second, transposed copy:
-// - shared memory at E = 128: Q 64 KB + 2 stages x (K + V^T) 2 x 32 KB = 192 KB; 128-key tiles
-//   would need 320 KB, and V's TMA staging beside its transposed copy another 64 KB, so V is
-//   read from global memory by the producer warpgroup and stored transposed, with no staging.
-// - registers: the producer warpgroup holds 8 float4 of V per thread in flight and the swizzled
-//   addresses of their 32 stores (88 after setmaxnreg: with 64, ptxas spilled 80 bytes), the
-//   consumers the rest of the CTA's launch allocation (168 x 384 = 128 * 88 + 256 * 208 = 64512, as
-//   the 16-bit split); a consumer needs O (E / 2) + S (32) + P (32).
+// - V is read from global memory by the producer warpgroup and stored transposed (no staging
+//   copy: V's TMA box beside its transposed copy would cost another 64 KB per stage).
+// - shared memory at E = 128: Q 64 KB + 2 K stages x 32 KB + 3 V^T stages x 32 KB = 224 KB
+//   (128-key tiles would need 320 KB with two stages each). The third V^T stage gives the
+//   transpose, which is slower to fill a stage than the TMA, a whole step more of slack.
+// - registers: the producer warpgroup holds a whole V tile in flight (E / 8 float4 per thread)
+//   while it waits for a free stage, plus the swizzled addresses of its stores; the consumers
+//   take the rest of the CTA's launch allocation (168 x 384 = 64512, as the 16-bit split); a
+//   consumer needs O (E / 2) + S (32) + P (32).
 template <int E_, int BM, int BN>
 struct CfgF32 {
   static_assert(E_ % 32 == 0 && BN % 32 == 0 && BM % 64 == 0, "v4 f32: E and BN multiples of 32, BM of 64");
@@ -94,20 +97,21 @@ struct CfgF32 {
   static constexpr int kBlockN = BN;
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
-  static constexpr int kProducerRegs = 88;
-  static constexpr int kConsumerRegs = 208;
+  static constexpr int kVStages = 3;
+  static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
+  static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
   static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 f32: register budget");
   static_assert(kConsumerWarpgroups == 2, "v4 f32: the register split assumes two consumer warpgroups");
 
   struct alignas(1024) Smem {
     alignas(1024) float q[BM * E];
     alignas(1024) float k[kStages][BN * E];
-    alignas(1024) float v[kStages][BN * E];  // V^T (see kernel_f32.cuh)
+    alignas(1024) float v[kVStages][BN * E];  // V^T (see kernel_f32.cuh)
     alignas(8) uint64_t q_full;
     alignas(8) uint64_t k_full[kStages];
-    alignas(8) uint64_t v_full[kStages];
+    alignas(8) uint64_t v_full[kVStages];
     alignas(8) uint64_t k_empty[kStages];
-    alignas(8) uint64_t v_empty[kStages];
+    alignas(8) uint64_t v_empty[kVStages];
   };
   using PSmem = void;  // no persistent form
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;

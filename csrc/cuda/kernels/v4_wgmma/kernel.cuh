@@ -311,10 +311,13 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   constexpr bool kPersistent = std::is_same<S, typename C::PSmem>::value;
   const uint32_t q_item = r.q_smem + cw * 64 * 128;
   auto q_base = [&] { return kPersistent ? opaque(q_item) : q_item; };
+  // K and V rings: kStages K stages; C::kVStages V stages (kStages too, except the float32 kernel's).
   auto stage = [&](int j) { return static_cast<int>((r.g0 + j) % kStages); };
-  auto k_base = [&](int j) { return ptx::smem_addr(s.k[stage(j)]); };
-  auto v_base = [&](int j) { return ptx::smem_addr(s.v[stage(j)]); };
   auto phase = [&](int j) { return ((r.g0 + j) / kStages) & 1; };
+  auto vstage = [&](int j) { return static_cast<int>((r.g0 + j) % C::kVStages); };
+  auto vphase = [&](int j) { return ((r.g0 + j) / C::kVStages) & 1; };
+  auto k_base = [&](int j) { return ptx::smem_addr(s.k[stage(j)]); };
+  auto v_base = [&](int j) { return ptx::smem_addr(s.v[vstage(j)]); };
 
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_tiles; ++j) {
@@ -329,14 +332,14 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
       rescale<E>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
-      ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
+      ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
       turns.wait();
       ptx::wgmma_fence();
       issue_pv<T, C>(o, p, v_base(j));
       turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
-      if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
     }
   } else if (n_tiles > 0) {
     const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_tiles);
@@ -355,7 +358,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     auto step = [&](auto mask_tag, int j) {
       constexpr bool kMask = decltype(mask_tag)::value;
       ptx::mbar_wait(&s.k_full[stage(j + 1)], phase(j + 1));
-      ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
+      ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
       turns.wait();
       ptx::wgmma_fence();
       issue_qk<T, C>(sc, q_base(), k_base(j + 1));
@@ -371,7 +374,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
-      if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
       pack_p<T, kBlockN>(sc, p);
     };
     for (int j = 0; j + 1 < n_tiles; ++j) {
@@ -381,7 +384,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
         step(std::true_type{}, j);
     }
     const int j = n_tiles - 1;  // the last tile only runs PV
-    ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
+    ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
     turns.wait();
     rescale<E>(o, alpha);
     ptx::wgmma_fence();
@@ -389,7 +392,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     turns.pass(true);
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);
-    if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
+    if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
   }
   // Every wgmma of this warp has retired, so its reads of the Q buffer are over: the producer
   // may load the item after next into it. (Later than necessary by the last PV; with two Q

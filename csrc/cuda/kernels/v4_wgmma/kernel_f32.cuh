@@ -12,7 +12,7 @@
 //   t and key 2t + 1 in k-slot t + 4 of every 8 (pack_p in kernel.cuh).
 // - P is rounded to TF32 (cvt.rna); Q, K and V go to the tensor cores as stored, which use
 //   their top 19 bits.
-// - Tiles: 128 x 64 (CfgF32 in config.h: float32 doubles every tile's bytes).
+// - Tiles: 128 x 64, three V^T stages (CfgF32 in config.h: float32 doubles every tile's bytes).
 // The consumer warpgroups run the same attend() loop as the 16-bit kernel (overlapped QK^T /
 // softmax / PV, pingpong between the two warpgroups).
 #pragma once
@@ -57,44 +57,53 @@ __device__ __forceinline__ uint32_t vt_offset(int key, int n) {
   return (key / 32) * (E * 128) + n * 128 + ((unit ^ (n % 8)) * 16) + (i >> 1) * 4;
 }
 
-// V rows [key0, key0 + BN) of one (b, kv head) into the V^T stage at dst, rows at or past key_end
-// as zeros (as the TMA fills K). Work unit = one warp instruction: 8 keys (lane % 8) x 16 columns
-// (4 per lane); each key's 64 bytes are one coalesced pair of sectors on load, and a warp's 32
-// stores of one element fall on 16 banks (2-way), not 2.
+// A V tile in flight: this thread's share, E / 8 float4 (one per work unit of its warp). Work unit =
+// one warp instruction: 8 keys (lane % 8) x 16 columns (4 per lane); each key's 64 bytes are one
+// coalesced pair of sectors on load, and a warp's 32 stores of one element fall on 16 banks
+// (2-way), not 2.
 template <class C>
-__device__ __forceinline__ void transpose_v(const float* vh, int64_t v_sl, int key0, int key_end, uint32_t dst) {
-  constexpr int E = C::E, kBlockN = C::kBlockN;
-  constexpr int kKeyBlocks = kBlockN / 8;
-  constexpr int kPerWarp = kKeyBlocks * (E / 16) / 4;
-  constexpr int kBatch = 8;  // float4 loads in flight per thread
-  static_assert(kPerWarp % kBatch == 0, "v4 f32: V units per warp");
-  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
-  const int i = lane % 8, q = lane / 8;
-#pragma unroll 1
-  for (int u0 = 0; u0 < kPerWarp; u0 += kBatch) {
-    float4 x[kBatch];
+struct VTile {
+  static constexpr int kKeyBlocks = C::kBlockN / 8;
+  static constexpr int kUnits = kKeyBlocks * (C::E / 16) / 4;  // per warp
+  float4 x[kUnits];
+
+  __device__ __forceinline__ static void place(int u, int& key, int& col) {
+    const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32;
+    const int unit = u * 4 + warp;
+    key = (unit % kKeyBlocks) * 8 + lane % 8;
+    col = (unit / kKeyBlocks) * 16 + (lane / 8) * 4;
+  }
+
+  // V rows [key0, key0 + BN) of one (b, kv head); rows at or past key_end as zeros (as the TMA
+  // fills K).
+  __device__ __forceinline__ void load(const float* vh, int64_t v_sl, int key0, int key_end) {
 #pragma unroll
-    for (int bt = 0; bt < kBatch; ++bt) {
-      const int unit = (u0 + bt) * 4 + warp;
-      const int key = (unit % kKeyBlocks) * 8 + i, col = (unit / kKeyBlocks) * 16 + q * 4;
-      x[bt] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(vh + (key0 + key) * v_sl + col))
-                                   : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
-#pragma unroll
-    for (int bt = 0; bt < kBatch; ++bt) {
-      const int unit = (u0 + bt) * 4 + warp;
-      const int key = (unit % kKeyBlocks) * 8 + i, col = (unit / kKeyBlocks) * 16 + q * 4;
-      st_shared(dst + vt_offset<E>(key, col + 0), to_tf32(x[bt].x));
-      st_shared(dst + vt_offset<E>(key, col + 1), to_tf32(x[bt].y));
-      st_shared(dst + vt_offset<E>(key, col + 2), to_tf32(x[bt].z));
-      st_shared(dst + vt_offset<E>(key, col + 3), to_tf32(x[bt].w));
+    for (int u = 0; u < kUnits; ++u) {
+      int key, col;
+      place(u, key, col);
+      x[u] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(vh + (key0 + key) * v_sl + col))
+                                  : make_float4(0.f, 0.f, 0.f, 0.f);
     }
   }
-}
+
+  // Into the V^T stage at dst, rounded to TF32 (to nearest; the tensor cores would drop the bits).
+  __device__ __forceinline__ void store(uint32_t dst) const {
+#pragma unroll
+    for (int u = 0; u < kUnits; ++u) {
+      int key, col;
+      place(u, key, col);
+      st_shared(dst + vt_offset<C::E>(key, col + 0), to_tf32(x[u].x));
+      st_shared(dst + vt_offset<C::E>(key, col + 1), to_tf32(x[u].y));
+      st_shared(dst + vt_offset<C::E>(key, col + 2), to_tf32(x[u].z));
+      st_shared(dst + vt_offset<C::E>(key, col + 3), to_tf32(x[u].w));
+    }
+  }
+};
 
 // The producer warpgroup: thread 0 issues Q and K (one tile ahead of V), all 128 threads
-// transpose V tile by tile. Each thread fences its stores into the async proxy (wgmma reads the
-// stage) before arriving on v_full, which completes after all 128 arrivals.
+// transpose V tile by tile, loading each tile before waiting for a free stage, so the loads' trip
+// overlaps the wait. Each thread fences its stores into the async proxy (wgmma reads the stage)
+// before arriving on v_full, which completes after all 128 arrivals.
 template <class C>
 __device__ __forceinline__ void produce_f32(const CUtensorMap* tq, const CUtensorMap* tk, const ArgsF32& a,
                                             typename C::Smem& s, const Item& w, int n_tiles) {
@@ -109,9 +118,11 @@ __device__ __forceinline__ void produce_f32(const CUtensorMap* tq, const CUtenso
   const float* vh = a.v + w.b * a.v_sb + hk * a.v_sh;
   for (int j = 0; j < n_tiles; ++j) {
     if (tid == 0 && j + 1 < n_tiles) load_k_f32<C>(tk, s, j + 1, hk, w.b);
-    const int st = j % kStages;
-    if (j >= kStages) ptx::mbar_wait(&s.v_empty[st], ((j / kStages) - 1) & 1);
-    transpose_v<C>(vh, a.v_sl, j * C::kBlockN, a.S, ptx::smem_addr(s.v[st]));
+    VTile<C> tile;
+    tile.load(vh, a.v_sl, j * C::kBlockN, a.S);
+    const int st = j % C::kVStages;
+    if (j >= C::kVStages) ptx::mbar_wait(&s.v_empty[st], ((j / C::kVStages) - 1) & 1);
+    tile.store(ptx::smem_addr(s.v[st]));
     ptx::fence_proxy_async_smem();
     ptx::mbar_arrive(&s.v_full[st]);
   }
@@ -133,8 +144,10 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     ptx::mbar_init(&s.q_full, 1);
     for (int i = 0; i < kStages; ++i) {
       ptx::mbar_init(&s.k_full[i], 1);
-      ptx::mbar_init(&s.v_full[i], 128);
       ptx::mbar_init(&s.k_empty[i], 4 * C::kConsumerWarpgroups);
+    }
+    for (int i = 0; i < C::kVStages; ++i) {
+      ptx::mbar_init(&s.v_full[i], 128);
       ptx::mbar_init(&s.v_empty[i], 4 * C::kConsumerWarpgroups);
     }
     ptx::fence_mbarrier_init();

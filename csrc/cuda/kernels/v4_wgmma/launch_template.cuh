@@ -174,11 +174,19 @@ bool run_f32_cfg(const FwdParams& p, cudaStream_t stream) {
   return true;
 }
 
+// The loop form: FLASH_ATTN_EXT_V4_OVERLAP=0/1 and FLASH_ATTN_EXT_V4_PINGPONG=0/1 pick each half
+// (FLASH_ATTN_EXT_V4_SIMPLE=1: both off), for the A/B in benchmarks/NOTES_v4.md.
 template <int E, bool CAUSAL>
 bool run_v4_f32(const FwdParams& p, cudaStream_t stream) {
-  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
-  if (simple != nullptr && simple[0] == '1') return run_f32_cfg<E, CAUSAL, false, false>(p, stream);
-  return run_f32_cfg<E, CAUSAL, true, true>(p, stream);
+  auto flag = [](const char* name, bool fallback) {
+    const char* v = std::getenv(name);
+    return v == nullptr ? fallback : v[0] == '1';
+  };
+  const bool simple = flag("FLASH_ATTN_EXT_V4_SIMPLE", false);
+  const bool overlap = !simple && flag("FLASH_ATTN_EXT_V4_OVERLAP", true);
+  const bool pingpong = !simple && flag("FLASH_ATTN_EXT_V4_PINGPONG", true);
+  if (overlap) return pingpong ? run_f32_cfg<E, CAUSAL, true, true>(p, stream) : run_f32_cfg<E, CAUSAL, true, false>(p, stream);
+  return pingpong ? run_f32_cfg<E, CAUSAL, false, true>(p, stream) : run_f32_cfg<E, CAUSAL, false, false>(p, stream);
 }
 
 template <typename T, int E, bool CAUSAL>
