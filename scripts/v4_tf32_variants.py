@@ -1,5 +1,5 @@
 """A/B of the float32 v4 kernel's loop forms, side by side (benchmarks/timing.py), with each one's error against
-float64 (batch 0, first two heads): the default (overlapped loop + pingpong) and the other three combinations of
+float64 (batch 0, first two heads): the four combinations of
 FLASH_ATTN_EXT_V4_OVERLAP / FLASH_ATTN_EXT_V4_PINGPONG. B * N = 16k, H = 2048 / E.
 
     python3 scripts/v4_tf32_variants.py [--ns 4096] [--es 128 64]

@@ -512,7 +512,11 @@ __device__ __forceinline__ Item block_item(const Args& a) {
   const int bh = blockIdx.x / a.num_m;
   int m_blk = blockIdx.x % a.num_m;
   if constexpr (CAUSAL) m_blk = a.num_m - 1 - m_blk;
-  return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
+  Item w;
+  w.b = bh / a.H;
+  w.h = bh % a.H;
+  w.row0 = m_blk * C::kBlockM;
+  return w;
 }
 
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>

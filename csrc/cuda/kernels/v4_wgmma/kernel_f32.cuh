@@ -13,8 +13,14 @@
 // - P is rounded to TF32 (cvt.rna); Q, K and V go to the tensor cores as stored, which use
 //   their top 19 bits.
 // - Tiles: 128 x 64, three V^T stages (CfgF32 in config.h: float32 doubles every tile's bytes).
-// The consumer warpgroups run the same attend() loop as the 16-bit kernel (overlapped QK^T /
-// softmax / PV, pingpong between the two warpgroups).
+// The consumer warpgroups run the same attend() loop as the 16-bit kernel, in its unpipelined form
+// (launch_template.cuh's run_v4_f32 says why).
+//
+// What it measured (H200, E = 128, N = 4096, B = 4, H = 16, TF32; benchmarks/NOTES_v4.md, float32
+// steps): first version (two V stages, overlapped loop + pingpong) 111 TFLOP/s with 3x v3's
+// error (the tensor cores truncate raw float32); Q/K maps of TMA type TFLOAT32 and V rounded in the
+// transpose: v3's error, 121; a third V stage and each V tile loaded before waiting for its stage:
+// 199; the unpipelined loop: 210 (4.6x SDPA's efficient backend on float32, 2.8x v3 in TF32).
 #pragma once
 
 #include "kernel.cuh"
