@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# On the GPU machine (H200), < 480 s, from the repository root: build; then, concurrently, the whole
+# On the GPU machine (H200), < 480 s, from the repository root: build and the TF32 wgmma unit test
+# (scripts/ptx_tests/wgmma_tf32.cu); then, concurrently, the whole
 # pytest suite (v4_wgmma's float32 tests included) and compute-sanitizer memcheck over small
 # float32 v4 calls (tails, causal both ways, GQA, E = 64 and 128); then racecheck and synccheck over the
 # same calls; then, alone on the GPU, the float32 forward table (benchmarks/f32_bench.py), printed last.
@@ -17,6 +18,9 @@ source scripts/device_clock.sh
 python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 since "build done"
 
+nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I csrc scripts/ptx_tests/wgmma_tf32.cu \
+  -o "$OUT/wgmma_tf32" >"$OUT/ptx_test.log" 2>&1 && timeout 60 "$OUT/wgmma_tf32" >>"$OUT/ptx_test.log" 2>&1
+rc_ptx=$?
 timeout 200 python3 -m pytest -q -n 16 tests -p no:cacheprovider \
   >"$OUT/pytest.log" 2>&1 &
 p_test=$!
@@ -51,6 +55,7 @@ since "racecheck + synccheck done"
 
 timeout $(cap 400 5) python3 benchmarks/f32_bench.py --json "$OUT/f32_bench.json" "$@" >"$OUT/bench.log" 2>&1
 rc_bench=$?
+echo "== TF32 wgmma unit test (rc $rc_ptx)"; tail -3 "$OUT/ptx_test.log"
 echo "== pytest, whole suite (rc $rc_test)"; grep -E "passed|failed|error" "$OUT/pytest.log" | tail -3
 grep -E "^FAILED|^ERROR" "$OUT/pytest.log" | head -15
 for t in memcheck racecheck synccheck; do
