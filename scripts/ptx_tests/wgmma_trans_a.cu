@@ -17,18 +17,10 @@
 #include "cuda/ptx/tma.cuh"
 #include "cuda/ptx/tma_host.h"
 #include "cuda/ptx/wgmma.cuh"
+#include "cuda_check.h"
 
 namespace ptx = flash_attn_ext::cuda::ptx;
 namespace tma = flash_attn_ext::cuda::tma;
-
-#define CK(x)                                                                              \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(2);                                                                        \
-    }                                                                                      \
-  } while (0)
 
 constexpr int M = 64, K = 64, NB = 64;
 

@@ -20,6 +20,7 @@ template <int E_, int BM, int BN>
 struct Cfg {
   static_assert(E_ % kChunk == 0, "v4: E must be a multiple of 64");
   static_assert(BM % 64 == 0 && BN % 16 == 0, "v4: BM a multiple of 64, BN of 16");
+  using Elem = uint16_t;  // bf16 / fp16 bits in shared memory
   static constexpr int E = E_;
   static constexpr int kBlockM = BM;
   static constexpr int kBlockN = BN;
@@ -92,6 +93,7 @@ constexpr int kBlockN256 = 80;
 template <int E_, int BM, int BN>
 struct CfgF32 {
   static_assert(E_ % 32 == 0 && BN % 32 == 0 && BM % 64 == 0, "v4 f32: E and BN multiples of 32, BM of 64");
+  using Elem = float;
   static constexpr int E = E_;
   static constexpr int kBlockM = BM;
   static constexpr int kBlockN = BN;

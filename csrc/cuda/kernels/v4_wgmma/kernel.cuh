@@ -71,14 +71,31 @@ __device__ __forceinline__ int key_tiles(const Args& a, int row0) {
   return end <= 0 ? 0 : (end + C::kBlockN - 1) / C::kBlockN;
 }
 
+// Values of C's element type per 128-byte swizzled row: 64 16-bit values or 32 floats.
+template <class C>
+constexpr int kRowVals = 128 / static_cast<int>(sizeof(typename C::Elem));
+
 // Q of one CTA's kBlockM rows into the buffer at dst, completing `bar`.
 template <class C>
 __device__ __forceinline__ void load_q(const CUtensorMap* tq, uint32_t dst, uint64_t* bar, int row0, int h, int b) {
-  constexpr int E = C::E, kBlockM = C::kBlockM;
-  ptx::mbar_arrive_expect_tx(bar, kBlockM * E * 2);
+  constexpr int E = C::E, kBlockM = C::kBlockM, kVals = kRowVals<C>;
+  ptx::mbar_arrive_expect_tx(bar, kBlockM * E * sizeof(typename C::Elem));
 #pragma unroll
-  for (int c = 0; c < E / kChunk; ++c)
-    ptx::tma_load_4d(dst + c * kBlockM * 128, tq, ptx::smem_addr(bar), c * kChunk, row0, h, b);
+  for (int c = 0; c < E / kVals; ++c)
+    ptx::tma_load_4d(dst + c * kBlockM * 128, tq, ptx::smem_addr(bar), c * kVals, row0, h, b);
+}
+
+// Key tile j of one (b, kv head) into stage `st` of a ring (K's or V's), completing full[st] with
+// the TMA's bytes. The caller has waited until every consumer warp released the stage.
+template <class C, class Elem, int N>
+__device__ __forceinline__ void load_ring_tile(const CUtensorMap* map, Elem (&ring)[N][C::kBlockN * C::E],
+                                               uint64_t (&full)[N], int st, int j, int hk, int b) {
+  constexpr int E = C::E, kBlockN = C::kBlockN, kVals = kRowVals<C>;
+  ptx::mbar_arrive_expect_tx(&full[st], kBlockN * E * sizeof(Elem));
+#pragma unroll
+  for (int c = 0; c < E / kVals; ++c)
+    ptx::tma_load_4d(ptx::smem_addr(ring[st]) + c * kBlockN * 128, map, ptx::smem_addr(&full[st]), c * kVals,
+                     j * kBlockN, hk, b);
 }
 
 // K and V tiles 0 .. n_tiles - 1 of one (b, kv head) through the ring. g0 counts the tiles
@@ -87,7 +104,6 @@ __device__ __forceinline__ void load_q(const CUtensorMap* tq, uint32_t dst, uint
 template <class C, class S>
 __device__ __forceinline__ void produce_kv(const CUtensorMap* tk, const CUtensorMap* tv, S& s, int hk, int b,
                                            int n_tiles, uint32_t g0) {
-  constexpr int E = C::E, kBlockN = C::kBlockN;
   for (int j = 0; j < n_tiles; ++j) {
     const uint32_t g = g0 + j;
     const int st = g % kStages;
@@ -97,17 +113,9 @@ __device__ __forceinline__ void produce_kv(const CUtensorMap* tk, const CUtensor
     // when PV_{j-1} ended and the next step waited for it with nothing in between).
     const uint32_t prev = ((g / kStages) - 1) & 1;
     if (g >= kStages) ptx::mbar_wait(&s.k_empty[st], prev);
-    ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 2);
-#pragma unroll
-    for (int c = 0; c < E / kChunk; ++c)
-      ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunk,
-                       j * kBlockN, hk, b);
+    load_ring_tile<C>(tk, s.k, s.k_full, st, j, hk, b);
     if (g >= kStages) ptx::mbar_wait(&s.v_empty[st], prev);
-    ptx::mbar_arrive_expect_tx(&s.v_full[st], kBlockN * E * 2);
-#pragma unroll
-    for (int c = 0; c < E / kChunk; ++c)
-      ptx::tma_load_4d(ptx::smem_addr(s.v[st]) + c * kBlockN * 128, tv, ptx::smem_addr(&s.v_full[st]), c * kChunk,
-                       j * kBlockN, hk, b);
+    load_ring_tile<C>(tv, s.v, s.v_full, st, j, hk, b);
   }
 }
 

@@ -27,31 +27,6 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-constexpr int kChunkF32 = 32;  // floats per 128-byte swizzled row
-
-template <class C>
-__device__ __forceinline__ void load_q_f32(const CUtensorMap* tq, typename C::Smem& s, int row0, int h, int b) {
-  constexpr int E = C::E, kBlockM = C::kBlockM;
-  ptx::mbar_arrive_expect_tx(&s.q_full, kBlockM * E * 4);
-#pragma unroll
-  for (int c = 0; c < E / kChunkF32; ++c)
-    ptx::tma_load_4d(ptx::smem_addr(s.q) + c * kBlockM * 128, tq, ptx::smem_addr(&s.q_full), c * kChunkF32, row0, h,
-                     b);
-}
-
-// K tile j into its stage once every consumer warp has released the stage's previous tile.
-template <class C>
-__device__ __forceinline__ void load_k_f32(const CUtensorMap* tk, typename C::Smem& s, int j, int hk, int b) {
-  constexpr int E = C::E, kBlockN = C::kBlockN;
-  const int st = j % kStages;
-  if (j >= kStages) ptx::mbar_wait(&s.k_empty[st], ((j / kStages) - 1) & 1);
-  ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 4);
-#pragma unroll
-  for (int c = 0; c < E / kChunkF32; ++c)
-    ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunkF32,
-                     j * kBlockN, hk, b);
-}
-
 // Byte offset of V(key, n) in a V^T stage: chunks of 32 keys, each E rows (one per value column
 // n) of 128 bytes with the 128-byte swizzle (16-byte unit u of row n at u ^ (n % 8)), the layout
 // of a K-major wgmma operand with N = E. Inside each 8 keys, key i sits in slot i / 2 + 4 (i % 2):
@@ -118,12 +93,16 @@ __device__ __forceinline__ void produce_f32(const CUtensorMap* tq, const CUtenso
   if (tid == 0) {
     ptx::tma_prefetch_desc(tq);
     ptx::tma_prefetch_desc(tk);
-    load_q_f32<C>(tq, s, w.row0, w.h, w.b);
-    load_k_f32<C>(tk, s, 0, hk, w.b);
+    load_q<C>(tq, ptx::smem_addr(s.q), &s.q_full, w.row0, w.h, w.b);
+    load_ring_tile<C>(tk, s.k, s.k_full, 0, 0, hk, w.b);
   }
   const float* vh = a.v + w.b * a.v_sb + hk * a.v_sh;
   for (int j = 0; j < n_tiles; ++j) {
-    if (tid == 0 && j + 1 < n_tiles) load_k_f32<C>(tk, s, j + 1, hk, w.b);
+    if (tid == 0 && j + 1 < n_tiles) {  // K_{j+1} into its stage once the consumers released it
+      const int kst = (j + 1) % kStages;
+      if (j + 1 >= kStages) ptx::mbar_wait(&s.k_empty[kst], (((j + 1) / kStages) - 1) & 1);
+      load_ring_tile<C>(tk, s.k, s.k_full, kst, j + 1, hk, w.b);
+    }
     VTile<C> tile;
     tile.load(vh, a.v_sl, j * C::kBlockN, a.S);
     const int st = j % C::kVStages;

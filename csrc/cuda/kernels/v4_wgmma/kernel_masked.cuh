@@ -33,23 +33,14 @@ template <class C>
 __device__ __forceinline__ void produce_kv_listed(const CUtensorMap* tk, const CUtensorMap* tv,
                                                   typename C::Smem& s, int hk, int b, int n_tiles,
                                                   const uint32_t* list) {
-  constexpr int E = C::E, kBlockN = C::kBlockN;
   for (int j = 0; j < n_tiles; ++j) {
     const int st = j % kStages;
-    const int key0 = static_cast<int>(__ldg(list + j) >> 3) * kBlockN;
+    const int key_tile = static_cast<int>(__ldg(list + j) >> 3);
     const uint32_t prev = ((j / kStages) - 1) & 1;
     if (j >= kStages) ptx::mbar_wait(&s.k_empty[st], prev);
-    ptx::mbar_arrive_expect_tx(&s.k_full[st], kBlockN * E * 2);
-#pragma unroll
-    for (int c = 0; c < E / kChunk; ++c)
-      ptx::tma_load_4d(ptx::smem_addr(s.k[st]) + c * kBlockN * 128, tk, ptx::smem_addr(&s.k_full[st]), c * kChunk,
-                       key0, hk, b);
+    load_ring_tile<C>(tk, s.k, s.k_full, st, key_tile, hk, b);
     if (j >= kStages) ptx::mbar_wait(&s.v_empty[st], prev);
-    ptx::mbar_arrive_expect_tx(&s.v_full[st], kBlockN * E * 2);
-#pragma unroll
-    for (int c = 0; c < E / kChunk; ++c)
-      ptx::tma_load_4d(ptx::smem_addr(s.v[st]) + c * kBlockN * 128, tv, ptx::smem_addr(&s.v_full[st]), c * kChunk,
-                       key0, hk, b);
+    load_ring_tile<C>(tv, s.v, s.v_full, st, key_tile, hk, b);
   }
 }
 
