@@ -127,3 +127,20 @@ def test_tf32_many_heads(gen):
     for b, h in ((0, 0), (1, 17_499), (1, 34_999)):
         hk = h // 7
         _assert_within_tf32_budget(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], "bottom_right")
+
+
+def test_tf32_value_offsets_beyond_int32(gen):
+    # V's second batch starts 2^31 + 64 floats into its buffer: the producer's own V loads (not the TMA) must
+    # index with 64 bits; K likewise through the TMA.
+    S, E = 300, 64
+    stride_b = 2**31 + 64
+    q, k_dense, v_dense = qkv(gen, B=2, H=1, L=100, S=S, E=E, device="cuda")
+    buf = torch.empty(stride_b + S * E, device="cuda")
+    v = buf.as_strided((2, 1, S, E), (stride_b, S * E, E, 1))
+    v.copy_(v_dense)
+    _tf32_budget_check(q, k_dense, v, "bottom_right")
+    del buf
+    buf = torch.empty(stride_b + S * E, device="cuda")
+    k = buf.as_strided((2, 1, S, E), (stride_b, S * E, E, 1))
+    k.copy_(k_dense)
+    _tf32_budget_check(q, k, v_dense, True)
