@@ -10,8 +10,9 @@
 // - The m64k8 TF32 A fragment holds columns t and t + 4 where the S accumulator holds 2t and
 //   2t + 1; rather than shuffling P between lanes, the transposed stage stores key 2t in k-slot
 //   t and key 2t + 1 in k-slot t + 4 of every 8 (pack_p in kernel.cuh).
-// - P is rounded to TF32 (cvt.rna); Q, K and V go to the tensor cores as stored, which use
-//   their top 19 bits.
+// - Every operand is rounded to TF32 to nearest before the tensor cores see it (they would drop
+//   the low 13 bits: 3x the error): Q and K by the TMA (maps of type TFLOAT32), V by the
+//   producer as it transposes, P by cvt.rna in pack_p.
 // - Tiles: 128 x 64, three V^T stages (CfgF32 in config.h: float32 doubles every tile's bytes).
 // The consumer warpgroups run the same attend() loop as the 16-bit kernel, in its unpipelined form
 // (launch_template.cuh's run_v4_f32 says why).
