@@ -190,12 +190,11 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
     for (int rb = 1; rb < R; ++rb) vis_any |= vis[rb];
     const Bits<BN> keys = masked ? warp_key_bits<BN>(vis_any) : Bits<BN>{0};
     constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
-    // E > 64: one P*V body with run-time key masks (all ones on unmasked tiles: 4 LOP3 per 4 mmas)
-    // instead of the 16-row kernel's two template bodies: half the code, and fewer spills (E = 128:
-    // two bodies spill 108 / 148 bytes instead of 72 / 132). E <= 64 spills nothing either way, so
-    // unmasked tiles there take the body without the masks.
-    if (HD > 64 || masked)
-      mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, masked ? keys : kAllKeys);
+    // Unmasked tiles take the P*V body without key masks (4 LOP3 per ldmatrix, 128 per warp and tile
+    // at E = 128). One masked body for both had been kept for fewer spills (E = 128: 72 / 132 bytes
+    // instead of 108 / 148), but the split measured 3-12% faster there (NOTES_v3.md step 6).
+    if (masked)
+      mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, keys);
     else
       mma.template pv<false>(O, S, sV + (j & 1) * Cfg::kVElems, lane, kAllKeys);
   }
