@@ -3,17 +3,15 @@ transpose and the TF32 operand layouts could go wrong: key and query tails (L, S
 tile), one row, one key, both causal alignments with rows that see no key, GQA, strided inputs surrounded by
 NaN, E = 64 and 128.
 
-The budget is TF32's own: the float64 attention of q, k and v rounded to TF32 (10 mantissa bits, to nearest)
-is off from the exact one by what rounding the operands costs; the kernel may be off by twice that (its P is
-rounded to TF32 too), plus one float32 ulp of max |ref|. PyTorch's float32 attention with TF32 matmuls is no
-budget for small shapes: cuBLAS runs some of them (one row, one key) without TF32."""
+The budget is TF32's own (support/numerics.py, budget_dtype="tf32"): twice what rounding q, k and v to TF32
+costs the float64 attention (the kernel rounds P too), plus one float32 ulp of max |ref|."""
 import pytest
 import torch
 
 import flash_attn_ext
 from support.inputs import qkv
-from support.numerics import lse_error, max_err, reference
-from support.runner import attend
+from support.numerics import assert_matches_reference
+from support.runner import attend, check
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
@@ -32,30 +30,8 @@ CASES = [
 ]
 
 
-def _round_tf32(t):
-    """t rounded to TF32 (round to nearest, ties away: add half of the 13 dropped bits, then clear them)."""
-    bits = t.detach().float().cpu().contiguous().view(torch.int32)
-    return ((bits + 0x1000) & -0x2000).view(torch.float32)
-
-
-def _assert_within_tf32_budget(out, lse, q, k, v, causal):
-    ref, ref_lse = reference(q, k, v, causal=causal)
-    low, low_lse = reference(_round_tf32(q), _round_tf32(k), _round_tf32(v), causal=causal)
-    out_c, lse_c = out.cpu(), lse.cpu()
-    assert not out_c.isnan().any() and not lse_c.isnan().any()
-    empty = ref_lse == float("-inf")
-    assert torch.equal(lse_c == float("-inf"), empty) and (out_c[empty] == 0).all()
-    amax = ref.abs().max().item() if ref.numel() else 0.0
-    allowed = 2 * max_err(low, ref) + torch.finfo(torch.float32).eps * amax
-    assert max_err(out_c, ref) <= allowed, f"max |out - ref| = {max_err(out_c, ref):.3e} > allowed {allowed:.3e}"
-    lse_allowed = max(1e-5, 2 * lse_error(low_lse, ref_lse))
-    assert lse_error(lse_c, ref_lse) <= lse_allowed, f"lse error {lse_error(lse_c, ref_lse):.3e} > {lse_allowed:.3e}"
-
-
 def _tf32_budget_check(q, k, v, causal):
-    out, lse = attend("v4_wgmma", q, k, v, causal=causal, float32_precision="tf32")
-    _assert_within_tf32_budget(out, lse, q, k, v, causal)
-    return out, lse
+    return check("v4_wgmma", q, k, v, causal=causal, budget_dtype="tf32", float32_precision="tf32")
 
 
 @pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", CASES, ids=[f"B{c[0]}-H{c[1]}-Hkv{c[2]}-L{c[3]}-S{c[4]}-E{c[5]}-{c[6]}"
@@ -126,7 +102,8 @@ def test_tf32_many_heads(gen):
     out, lse = attend("v4_wgmma", q, k, v, causal="bottom_right", float32_precision="tf32")
     for b, h in ((0, 0), (1, 17_499), (1, 34_999)):
         hk = h // 7
-        _assert_within_tf32_budget(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], "bottom_right")
+        assert_matches_reference(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], causal="bottom_right",
+                                 budget_dtype="tf32")
 
 
 def test_tf32_value_offsets_beyond_int32(gen):

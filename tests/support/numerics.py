@@ -7,6 +7,9 @@ inputs. Allowed error, as max |out - ref| over the whole output:
 - float16 / bfloat16: 2 x the error of plain PyTorch doing the same math in that dtype on the same device
   (``attention_reference(..., dtype=dtype)``), plus one ulp of max |ref| (the rounding floor: when PyTorch
   happens to be exact, e.g. S = 1, the output still has to be stored in the dtype).
+``budget_dtype="tf32"`` takes it from the float64 attention of q, k and v rounded to TF32 (10 mantissa bits, to
+nearest): what TF32 operands cost, the budget of ``float32_precision="tf32"`` (PyTorch's own float32 with TF32
+matmuls is none: cuBLAS runs small shapes, one row or one key, without TF32).
 ``budget_dtype=torch.float32`` takes the budget from plain PyTorch in float32 instead, for every input dtype:
 with logits ~1e4 the float32 score rounding alone is ~1e-3 relative (a fixed 1e-5 bound would test only the
 input scale), and PyTorch in bfloat16 is off by O(1) there (its budget would test nothing), while our kernels
@@ -49,6 +52,12 @@ def lse_error(lse, ref_lse) -> float:
     return ((lse.double().cpu() - ref_lse).abs() / (1 + ref_lse.abs()))[seen].max().item()
 
 
+def round_to_tf32(t):
+    """t rounded to TF32 on the CPU (to nearest, ties away: add half of the 13 dropped bits, then clear them)."""
+    bits = t.detach().float().cpu().contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
 def allowed_error(ref, q, k, v, scale=None, mask=None, causal=False, budget_dtype=None, ref_lse=None):
     """(output bound, LSE bound). The LSE bound is LSE_TOL, or twice the budget run's own LSE error when that
     is larger (TF32 matmuls round the scores to 10 bits, which moves the LSE by ~1e-5)."""
@@ -57,7 +66,10 @@ def allowed_error(ref, q, k, v, scale=None, mask=None, causal=False, budget_dtyp
         if q.dtype in REL_TOL:
             return REL_TOL[q.dtype] * amax, LSE_TOL
         budget_dtype = q.dtype
-    low, low_lse = attention_reference(q, k, v, scale, mask, causal, dtype=budget_dtype)
+    if budget_dtype == "tf32":
+        low, low_lse = reference(*(round_to_tf32(t) for t in (q, k, v)), scale, mask, causal)
+    else:
+        low, low_lse = attention_reference(q, k, v, scale, mask, causal, dtype=budget_dtype)
     low_err = max_err(low, ref)
     assert math.isfinite(low_err), "PyTorch's own low-precision run overflowed: pick smaller inputs"
     lse_tol = LSE_TOL if ref_lse is None else max(LSE_TOL, 2 * lse_error(low_lse, ref_lse))

@@ -54,6 +54,14 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
+// The dynamic shared memory as layout S, its start rounded up to 1024 bytes (the 128-byte swizzle's
+// atom; every launch requests sizeof(S) + 1024).
+template <class S>
+__device__ __forceinline__ S& smem_layout() {
+  extern __shared__ unsigned char smem_raw[];
+  return *reinterpret_cast<S*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+}
+
 // Leading offset of the MN-major V descriptor: bytes between the 64-wide E chunks of a V
 // tile (see ptx/wgmma.cuh). Checked by scripts/ptx_tests/wgmma_tma_gemm.cu, mode 3.
 template <class C>
@@ -497,14 +505,18 @@ __device__ __forceinline__ void store_o_tma(const Args& a, const float (&o)[C::E
   }
 }
 
+// The K/V rings' mbarriers: kStages K stages and C::kVStages V stages; "full" completes on the
+// TMA's bytes plus v_arrivals arrivals for V (1: the TMA issuer; the float32 kernel's 128 producer
+// threads store V themselves), "empty" on one arrival per consumer warp.
 template <class C>
 __device__ __forceinline__ void init_barriers_kv(uint64_t* k_full, uint64_t* v_full, uint64_t* k_empty,
-                                                 uint64_t* v_empty) {
-  for (int i = 0; i < kStages; ++i) {
-    ptx::mbar_init(&k_full[i], 1);
-    ptx::mbar_init(&v_full[i], 1);
-    ptx::mbar_init(&k_empty[i], 4 * C::kConsumerWarpgroups);
-    ptx::mbar_init(&v_empty[i], 4 * C::kConsumerWarpgroups);
+                                                 uint64_t* v_empty, uint32_t v_arrivals = 1) {
+  constexpr int kRings = kStages > C::kVStages ? kStages : C::kVStages;
+  for (int i = 0; i < kRings; ++i) {
+    if (i < kStages) ptx::mbar_init(&k_full[i], 1);
+    if (i < C::kVStages) ptx::mbar_init(&v_full[i], v_arrivals);
+    if (i < kStages) ptx::mbar_init(&k_empty[i], 4 * C::kConsumerWarpgroups);
+    if (i < C::kVStages) ptx::mbar_init(&v_empty[i], 4 * C::kConsumerWarpgroups);
   }
 }
 
@@ -532,9 +544,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ unsigned char smem_raw[];
-  using Smem = typename C::Smem;
-  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  typename C::Smem& s = smem_layout<typename C::Smem>();
 
   const Item w = block_item<C, CAUSAL>(a);
   const int row0 = w.row0, h = w.h, b = w.b, hk = h / a.group;
@@ -641,9 +651,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(C::kPersistentFits, "v4: persistent layout exceeds shared memory");
   static_assert(C::kConsumerWarpgroups <= 3, "v4: named barrier ids");
-  extern __shared__ unsigned char smem_raw[];
-  using Smem = typename C::PSmem;
-  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  typename C::PSmem& s = smem_layout<typename C::PSmem>();
 
   if (threadIdx.x == 0) init_persistent_barriers<C>(s);
   __syncthreads();

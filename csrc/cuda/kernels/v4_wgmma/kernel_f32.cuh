@@ -119,23 +119,14 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     v4_fwd_f32_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                       const ArgsF32 a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ unsigned char smem_raw[];
-  using Smem = typename C::Smem;
-  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  typename C::Smem& s = smem_layout<typename C::Smem>();
 
   const Item w = block_item<C, CAUSAL>(a);
   const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
 
   if (threadIdx.x == 0) {
     ptx::mbar_init(&s.q_full, 1);
-    for (int i = 0; i < kStages; ++i) {
-      ptx::mbar_init(&s.k_full[i], 1);
-      ptx::mbar_init(&s.k_empty[i], 4 * C::kConsumerWarpgroups);
-    }
-    for (int i = 0; i < C::kVStages; ++i) {
-      ptx::mbar_init(&s.v_full[i], 128);
-      ptx::mbar_init(&s.v_empty[i], 4 * C::kConsumerWarpgroups);
-    }
+    init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty, 128);
     ptx::fence_mbarrier_init();
   }
   __syncthreads();

@@ -184,9 +184,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     v4_fwd_masked_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                          const __grid_constant__ CUtensorMap tv, const Args a, const MaskArgs mk) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  extern __shared__ unsigned char smem_raw[];
-  using Smem = typename C::Smem;
-  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  typename C::Smem& s = smem_layout<typename C::Smem>();
 
   const int bh = blockIdx.x / a.num_m;
   int m_blk = blockIdx.x % a.num_m;

@@ -219,9 +219,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(C::kPersistentFits, "v4: persistent layout exceeds shared memory");
   static_assert(C::kConsumerWarpgroups <= 3, "v4: named barrier ids");
-  extern __shared__ unsigned char smem_raw[];
-  using Smem = typename C::PSmem;
-  Smem& s = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  typename C::PSmem& s = smem_layout<typename C::PSmem>();
 
   if (threadIdx.x == 0) init_persistent_barriers<C>(s);
   __syncthreads();

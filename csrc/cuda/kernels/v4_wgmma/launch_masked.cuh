@@ -15,7 +15,7 @@ bool run_v4_masked(const FwdParams& p, void* workspace, cudaStream_t stream) {
   const bool causal = p.causal != CausalMode::kNone;
   Args a;
   CUtensorMap tq, tk, tv;
-  const bool ok = causal ? prepare<T, C, true>(p, a, tq, tk, tv) : prepare<T, C, false>(p, a, tq, tk, tv);
+  const bool ok = causal ? prepare<T, C, true>(p, a, tq, tk, &tv) : prepare<T, C, false>(p, a, tq, tk, &tv);
   if (!ok) return false;
   const MaskLayout lay = MaskLayout::make(p.B, p.H, p.L, p.S, p.m_sb, p.m_sh);
   // a.S: the first key outside the K/V maps (keys past the causal reach are cut from them).
@@ -31,10 +31,7 @@ bool run_v4_masked(const FwdParams& p, void* workspace, cudaStream_t stream) {
   mk.MH = static_cast<int>(lay.MH);
   mk.NT = static_cast<int>(lay.NT);
   mk.reverse = causal ? 1 : 0;
-  auto kernel = v4_fwd_masked_kernel<T, C, true>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
-  const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
-  kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, tv, a, mk);
+  launch<C>(v4_fwd_masked_kernel<T, C, true>, a.num_items, C::kSmemBytes, stream, tq, tk, tv, a, mk);
   return true;
 }
 

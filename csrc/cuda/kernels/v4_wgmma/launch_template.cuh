@@ -17,10 +17,10 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// Fills the kernel arguments and the Q/K/V maps for tile shape C; false if a map cannot be
-// encoded.
+// Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
+// float32 kernel reads V itself); false if a map cannot be encoded.
 template <typename T, class C, bool CAUSAL>
-bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUtensorMap& tv) {
+bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUtensorMap* tv) {
   a = Args{};
   a.out = p.out;
   a.lse = p.lse;
@@ -42,7 +42,14 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
   return tma::make_head_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
          tma::make_head_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
-         tma::make_head_map<T>(&tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN);
+         (tv == nullptr || tma::make_head_map<T>(tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN));
+}
+
+// Launches kernel on `blocks` CTAs of C::kThreads with `smem` bytes of dynamic shared memory.
+template <class C, class K, class... A>
+void launch(K kernel, int64_t blocks, int smem, cudaStream_t stream, const A&... args) {
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  kernel<<<static_cast<unsigned>(blocks), C::kThreads, smem, stream>>>(args...);
 }
 
 // Builds the maps for tile shape C and launches the given consumer loop; false (nothing
@@ -51,11 +58,8 @@ template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
 bool run_cfg(const FwdParams& p, cudaStream_t stream) {
   Args a;
   CUtensorMap tq, tk, tv;
-  if (!prepare<T, C, CAUSAL>(p, a, tq, tk, tv)) return false;
-  auto kernel = v4_fwd_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
-  const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
-  kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, tv, a);
+  if (!prepare<T, C, CAUSAL>(p, a, tq, tk, &tv)) return false;
+  launch<C>(v4_fwd_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>, a.num_items, C::kSmemBytes, stream, tq, tk, tv, a);
   return true;
 }
 
@@ -73,7 +77,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   Args a;
   CUtensorMap tq, tk, tv, to;
-  if (!prepare<T, C, CAUSAL>(p, a, tq, tk, tv)) return false;
+  if (!prepare<T, C, CAUSAL>(p, a, tq, tk, &tv)) return false;
   if (!tma::make_head_map<T>(&to, p.out, C::E, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   int dev = 0, sms = 0;
@@ -84,8 +88,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1)));
   auto kernel =
       XITEM ? v4_fwd_persistent_xitem_kernel<T, C, CAUSAL> : v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kPSmemBytes);
-  kernel<<<static_cast<unsigned>(grid), C::kThreads, C::kPSmemBytes, stream>>>(tq, tk, tv, to, a);
+  launch<C>(kernel, grid, C::kPSmemBytes, stream, tq, tk, tv, to, a);
   return true;
 }
 
@@ -160,16 +163,13 @@ template <int E, bool CAUSAL, bool OVERLAP, bool PINGPONG>
 bool run_f32_cfg(const FwdParams& p, cudaStream_t stream) {
   using C = CfgF32<E, 128, 64>;
   ArgsF32 a;
-  CUtensorMap tq, tk, tv;
-  if (!prepare<float, C, CAUSAL>(p, a, tq, tk, tv)) return false;
+  CUtensorMap tq, tk;
+  if (!prepare<float, C, CAUSAL>(p, a, tq, tk, nullptr)) return false;
   a.v = static_cast<const float*>(p.v);
   a.v_sb = p.v_sb;
   a.v_sh = p.v_sh;
   a.v_sl = p.v_sl;
-  auto kernel = v4_fwd_f32_kernel<C, CAUSAL, OVERLAP, PINGPONG>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
-  const int64_t blocks = static_cast<int64_t>(a.num_m) * p.B * p.H;
-  kernel<<<static_cast<unsigned>(blocks), C::kThreads, C::kSmemBytes, stream>>>(tq, tk, a);
+  launch<C>(v4_fwd_f32_kernel<C, CAUSAL, OVERLAP, PINGPONG>, a.num_items, C::kSmemBytes, stream, tq, tk, a);
   return true;
 }
 
