@@ -97,6 +97,8 @@ def masked_correctness(loop):
         q, k, v = rand(2, 8, L, E, dtype=dt), rand(2, 2, S, E, dtype=dt), rand(2, 2, S, E, dtype=dt)
         for causal in (False, "top_left", "bottom_right"):
             check(f"{loop} mask gqa E{E} causal={causal}", q, k, v, causal=causal, mask=blocky_mask((2, 8, L, S)))
+        for sc in (-0.2, 0.0):
+            check(f"{loop} mask scale {sc} E{E}", q, k, v, scale=sc, causal="bottom_right", mask=blocky_mask((L, S)))
         for p in (0.0, 1.0, 0.02):
             check(f"{loop} mask keep={p} E{E}", q, k, v, mask=torch.rand(L, S, device=DEV) < p)
             check(f"{loop} mask keep={p} E{E} causal", q, k, v, mask=torch.rand(L, S, device=DEV) < p, causal=True)

@@ -40,11 +40,14 @@ if "--mask" in sys.argv:
                 if shape == (2, 1, 1, S):
                     mask[0, ..., S // 2:] = False  # key padding: hidden keys, zeroed V rows
                 fa.flash_attention(q, k, v, mask=mask, causal=causal, kernel="v4_wgmma")
+            fa.flash_attention(q, k, v, mask=mask, causal=causal, scale=-0.2, kernel="v4_wgmma")
 else:
     for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,256").split(",")):
         for H, L, S, causal in CASES_256 if E == 256 else CASES:
             q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
             k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
             fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")
+            if L == 300:  # a negative scale: the consumers flip Q's sign in shared memory first
+                fa.flash_attention(q, k, v, scale=-0.2, causal=causal, kernel="v4_wgmma")
 torch.cuda.synchronize()
 print("v4_sanitize: done")

@@ -130,7 +130,8 @@ struct Args {
   int num_m;      // ceil(L / kBlockM)
   int num_items;  // num_m * B * H: the persistent kernel's work items
   int causal_offset;
-  float scale_log2;
+  float scale_log2;  // c = |scale| * log2(e) > 0 (prepare() in launch_template.cuh)
+  int negate_q;      // 1: the scale was negative, the consumers flip Q's sign (kernel.cuh)
 };
 
 // The float32 kernel reads V with ordinary loads (to transpose it), so it also needs V itself.

@@ -175,8 +175,8 @@ __device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&
   ptx::wgmma_commit();
 }
 
-// Scale, mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of
-// this warpgroup's first row) and run one online-softmax step on key tile j.
+// Mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of this
+// warpgroup's first row) and run one online-softmax step on key tile j.
 template <class C, bool CAUSAL>
 __device__ __forceinline__ void softmax_tile(float (&sc)[C::kBlockN / 2], const Args& a, int j, int first_row,
                                              int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
@@ -184,11 +184,8 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[C::kBlockN / 2], const 
   const int key0 = j * kBlockN;
   const bool tail = key0 + kBlockN > a.S;
   const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
-  if (tail || diag)
-    scale_and_mask<kBlockN, true, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
-  else
-    scale_and_mask<kBlockN, false, CAUSAL>(sc, a.scale_log2, row_g, key0, t, a.S, a.causal_offset);
-  online_softmax<kBlockN>(sc, m, l, alpha);
+  if (tail || diag) hide_scores<kBlockN, CAUSAL>(sc, row_g, key0, t, a.S, a.causal_offset);
+  online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
 }
 
 // ptxas schedules wgmma.wait_group as early as its basic block allows: in the overlapped loop
@@ -290,6 +287,35 @@ struct Ring {
   uint32_t q_empty;
 };
 
+// Named barriers: 1 .. 3 are the pingpong turns, 4 + cw the private ones of consumer warpgroup cw
+// (Q's sign flip below, the persistent kernels' epilogue).
+constexpr int kEpilogueBarrier = 4;
+
+// A negative scale runs as |scale| on -Q (softmax.cuh says why): once a Q tile has landed, each
+// consumer warpgroup flips the sign bits of its own 64 rows (8 KB per 64-value chunk, any swizzle)
+// and makes its stores visible to wgmma, which reads through the async proxy, before any thread
+// of the warpgroup issues one.
+template <class C>
+__device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
+  constexpr int kChunks = C::E / kRowVals<C>;
+  constexpr uint32_t kSign = sizeof(typename C::Elem) == 4 ? 0x80000000u : 0x80008000u;
+  const int tid = threadIdx.x % 128;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+#pragma unroll
+    for (int i = 0; i < 64 * 128 / (16 * 128); ++i) {
+      const uint32_t addr = q_rows + c * C::kBlockM * 128 + (i * 128 + tid) * 16;
+      uint32_t x0, x1, x2, x3;
+      asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
+      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(x0 ^ kSign), "r"(x1 ^ kSign),
+                   "r"(x2 ^ kSign), "r"(x3 ^ kSign)
+                   : "memory");
+    }
+  }
+  ptx::fence_proxy_async_smem();
+  ptx::named_bar_sync(kEpilogueBarrier + cw, 128);
+}
+
 // One consumer warpgroup's attention over one work item: 64 query rows starting at
 // row0 + 64 * cw; leaves the unnormalised O, the row max m and this thread's partial sums l.
 // OVERLAP = false: per tile, S = QK^T, wait, softmax, O += PV, wait (each unit idles while
@@ -318,6 +344,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
 
   turns.open_first(n_tiles);
   if (n_tiles > 0) ptx::mbar_wait(r.q_full, r.q_parity);
+  if (a.negate_q && n_tiles > 0) negate_q_rows<C>(r.q_smem + cw * 64 * 128, cw);
   // In the persistent kernel Q's address is a run-time value per item, and ptxas hoisted the
   // E/16 Q descriptors (64-bit each) out of the tile loop: with 160 registers (three consumer
   // warpgroups) that spilled them (44 bytes, reloaded every step) on 192 x 128 causal, and on
@@ -385,8 +412,8 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-      scale_and_mask<kBlockN, kMask, CAUSAL>(sc, a.scale_log2, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
-      online_softmax<kBlockN>(sc, m, l, alpha);
+      if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
+      online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
@@ -416,14 +443,15 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   if (r.q_empty != 0 && n_tiles > 0 && lane == 0) ptx::mbar_arrive(r.q_empty);
 }
 
-// Full row sums, 1 / l and LSE = ln 2 * (m + log2 l); empty rows give 0 and -inf.
-__device__ __forceinline__ void finish_rows(const float (&m)[2], const float (&l)[2], float (&inv)[2],
+// Full row sums, 1 / l and LSE = ln 2 * (m c + log2 l) (m in raw units, c = scale * log2 e); empty
+// rows give 0 and -inf.
+__device__ __forceinline__ void finish_rows(const float (&m)[2], const float (&l)[2], float c, float (&inv)[2],
                                             float (&lse)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const float sum = quad_sum(l[r]);
     inv[r] = sum > 0.f ? 1.f / sum : 0.f;
-    lse[r] = sum > 0.f ? (m[r] + __log2f(sum)) * 0.69314718055994531f : -INFINITY;
+    lse[r] = sum > 0.f ? fmaf(m[r], c, __log2f(sum)) * 0.69314718055994531f : -INFINITY;
   }
 }
 
@@ -435,7 +463,7 @@ __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int row_g = row0 + cw * 64 + warp * 16 + g;
   float inv[2], lse[2];
-  finish_rows(m, l, inv, lse);
+  finish_rows(m, l, a.scale_log2, inv, lse);
   T* out = static_cast<T*>(a.out) + b * a.o_sb + h * a.o_sh;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -460,9 +488,6 @@ __device__ __forceinline__ void st_shared(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
 
-// Named barriers: 1 .. 3 are the pingpong turns, 4 + cw the epilogue of consumer warpgroup cw.
-constexpr int kEpilogueBarrier = 4;
-
 // The persistent kernel's epilogue: the warpgroup writes its 64 x E slice of O into the
 // staging tile (the TMA's 128-byte swizzle: 16-byte unit u of row r sits at u ^ (r % 8), which
 // also spreads a warp's 32 stores over all 32 banks) and one thread hands it to a TMA store,
@@ -475,7 +500,7 @@ __device__ __forceinline__ void store_o_tma(const Args& a, const float (&o)[C::E
   constexpr int E = C::E, kBlockM = C::kBlockM;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   float inv[2], lse[2];
-  finish_rows(m, l, inv, lse);
+  finish_rows(m, l, a.scale_log2, inv, lse);
   const uint32_t slice = o_tile + cw * 64 * 128;
   if (tid == 0) ptx::tma_store_wait_read<0>();
   ptx::named_bar_sync(kEpilogueBarrier + cw, 128);

@@ -111,6 +111,7 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   if (partial(e_cur)) load_words(e_cur);
   uint32_t e_next = n_tiles > 1 ? __ldg(list + 1) : 0u;
   ptx::mbar_wait(&s.q_full, 0);
+  if (a.negate_q) negate_q_rows<C>(q_base, cw);
   ptx::mbar_wait(&s.k_full[stage(0)], phase(0));
   turns.wait();
   ptx::wgmma_fence();
@@ -119,11 +120,8 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   ptx::wgmma_wait<0>();
   ptx::fence_operands(sc);
   if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
-  if (partial(e_cur))
-    scale_and_mask_bits<kBlockN>(sc, a.scale_log2, w0, w1);
-  else
-    scale_and_mask<kBlockN, false, false>(sc, a.scale_log2, 0, 0, 0, 0, 0);
-  online_softmax<kBlockN>(sc, m, l, alpha);  // O is 0: no rescale
+  if (partial(e_cur)) hide_by_bits<kBlockN>(sc, w0, w1);
+  online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);  // O is 0: no rescale
   pack_p<T, kBlockN>(sc, p);
 
   // Overlapped step j (0 <= j < n - 1): PV_j (entry e_j), and S_{j+1} with its softmax.
@@ -142,11 +140,8 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
     ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
     ptx::fence_operands(sc);
     if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-    if constexpr (kMask)
-      scale_and_mask_bits<kBlockN>(sc, a.scale_log2, w0, w1);
-    else
-      scale_and_mask<kBlockN, false, false>(sc, a.scale_log2, 0, 0, 0, 0, 0);
-    online_softmax<kBlockN>(sc, m, l, alpha);
+    if constexpr (kMask) hide_by_bits<kBlockN>(sc, w0, w1);
+    online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
     end_block(a.L < 0);  // keeps wait_group 0 below the softmax
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);

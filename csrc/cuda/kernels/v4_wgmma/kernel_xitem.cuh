@@ -79,6 +79,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
     const int first_row = item_at<C, CAUSAL>(a, cur).row0 + cw * 64;
     turns.open_first(1);
     ptx::mbar_wait(q_full(qc), q_parity(qc));
+    if (a.negate_q) negate_q_rows<C>(q_slice(qc), cw);
     ptx::mbar_wait(&s.k_full[stage(g0)], phase(g0));
     turns.wait();
     ptx::wgmma_fence();
@@ -117,8 +118,8 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       ptx::wgmma_wait<1>();
       ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(gk)]);
-      scale_and_mask<kBlockN, kMask, CAUSAL>(sc, a.scale_log2, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
-      online_softmax<kBlockN>(sc, m, l, alpha);
+      if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
+      online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
@@ -161,6 +162,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
     auto cross = [&](auto mask_tag) {
       constexpr bool kMask = decltype(mask_tag)::value;
       ptx::mbar_wait(q_full(qn), q_parity(qn));
+      if (a.negate_q) negate_q_rows<C>(q_slice(qn), cw);
       ptx::mbar_wait(&s.k_full[stage(gn)], phase(gn));
       ptx::mbar_wait(&s.v_full[stage(gl)], phase(gl));
       turns.wait();
@@ -176,9 +178,8 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
         ptx::mbar_arrive(&s.k_empty[stage(gn)]);
         ptx::mbar_arrive(&s.q_empty[qc % kQStages]);
       }
-      scale_and_mask<kBlockN, kMask, CAUSAL>(sc, a.scale_log2, first_row_n + warp * 16 + g, 0, t, a.S,
-                                             a.causal_offset);
-      online_softmax<kBlockN>(sc, m_n, l_n, alpha);
+      if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, first_row_n + warp * 16 + g, 0, t, a.S, a.causal_offset);
+      online_softmax<kBlockN>(sc, m_n, l_n, alpha, a.scale_log2);
       // Pinned by the sums, not by a.L < 0 as in the steps: on 192 x 128 (E = 64, 160 registers)
       // ptxas moved every exp2 of this step past that branch and below wait_group 0. The sums
       // depend on every exp2 and are never negative, so the branch is never taken either.

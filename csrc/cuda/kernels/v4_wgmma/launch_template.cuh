@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <type_traits>
@@ -31,7 +32,11 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   a.H = static_cast<int>(p.H);
   a.group = static_cast<int>(p.group);
   a.causal_offset = static_cast<int>(p.causal_offset);
-  a.scale_log2 = p.scale_log2;
+  // The softmax needs c > 0 (softmax.cuh): a negative scale runs as |c| on -Q, which the consumers
+  // negate in shared memory; a zero scale as c = 2^-100, with which exp2(c (s - m)) rounds to 1 for
+  // every finite score, as with c = 0, while hidden keys stay -inf instead of -inf * 0 = NaN.
+  a.negate_q = p.scale_log2 < 0.f ? 1 : 0;
+  a.scale_log2 = p.scale_log2 == 0.f ? 0x1p-100f : std::fabs(p.scale_log2);
   a.num_m = static_cast<int>((p.L + C::kBlockM - 1) / C::kBlockM);
   a.num_items = static_cast<int>(static_cast<int64_t>(a.num_m) * p.B * p.H);
   // Keys no query can see are left outside the K/V maps: the TMA fills them with zeros, so

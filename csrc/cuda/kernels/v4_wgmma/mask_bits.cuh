@@ -177,19 +177,17 @@ inline void launch_mask_prepass(const void* mask, int64_t m_sb, int64_t m_sh, in
 }
 
 // This thread's visibility of a partial tile's scores: bit 2 * jb + e of word w[r] is the
-// accumulator element s[4 * jb + 2 * r + e] (row g + 8 r, key 8 jb + 2 t + e). Scales every
-// score by scale_log2 and hides the others with -inf (a select, so NaN scores of hidden keys
-// go too).
+// accumulator element s[4 * jb + 2 * r + e] (row g + 8 r, key 8 jb + 2 t + e). Hides the scores
+// of unset bits with -inf (a select, so NaN scores of hidden keys go too).
 template <int N>
-__device__ __forceinline__ void scale_and_mask_bits(float (&s)[N / 2], float scale_log2, uint32_t w0, uint32_t w1) {
+__device__ __forceinline__ void hide_by_bits(float (&s)[N / 2], uint32_t w0, uint32_t w1) {
   static_assert(N == kMaskBN, "v4 mask bits: one word per row per 128-key tile");
 #pragma unroll
   for (int jb = 0; jb < N / 8; ++jb) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const uint32_t w = (e >> 1) ? w1 : w0;
-      const float x = s[4 * jb + e] * scale_log2;
-      s[4 * jb + e] = ((w >> (2 * jb + (e & 1))) & 1u) ? x : -INFINITY;
+      s[4 * jb + e] = ((w >> (2 * jb + (e & 1))) & 1u) ? s[4 * jb + e] : -INFINITY;
     }
   }
 }

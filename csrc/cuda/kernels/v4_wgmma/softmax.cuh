@@ -3,8 +3,11 @@
 // wgmma's accumulator layout: thread (warp w, lane = 4g + t) of the warpgroup holds, for each
 // 8-column block j, acc[4j + 0..1] = row 16w + g, cols 8j + 2t, +1 and acc[4j + 2..3] = row
 // 16w + g + 8, same cols. A row is spread over the 4 lanes of a quad, so a row reduction is
-// a per-thread loop plus two xor-shuffles. Scores are multiplied by scale * log2(e) first
-// (the scale may be negative), then exp2 is one MUFU op per element.
+// a per-thread loop plus two xor-shuffles.
+// Scores stay raw (Q K^T); the row max is kept in raw units and c = scale * log2(e) enters each
+// exponent through one FMA, p = exp2(s c - m c), then exp2 is one MUFU op per element. That needs
+// c > 0 (the max of s c is then c times the max of s): the launcher runs a negative scale as |c|
+// on -Q and a zero one as a tiny c (launch_template.cuh, prepare()).
 #pragma once
 
 #include <cmath>
@@ -28,48 +31,47 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-// Scales s by scale_log2 and hides the entries (row, key) the predicate rejects with -inf.
-// row_g is this thread's first row; key0 the tile's first key index.
-template <int N, bool MASK, bool CAUSAL>
-__device__ __forceinline__ void scale_and_mask(float (&s)[N / 2], float scale_log2, int row_g, int key0, int t,
-                                               int key_end_all, int causal_offset) {
+// Hides the entries (row, key) the predicate rejects with -inf; the others stay as they are.
+// row_g is this thread's first row; key0 the tile's first key index. Only tiles that cross the
+// key tail or (causal) a row's diagonal call it.
+template <int N, bool CAUSAL>
+__device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int key0, int t, int key_end_all,
+                                            int causal_offset) {
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float x = s[4 * j + e] * scale_log2;
-      if constexpr (MASK) {
-        const int key = key0 + 8 * j + 2 * t + (e & 1);
-        const int row = row_g + (e >> 1) * 8;
-        bool hide = key >= key_end_all;
-        if constexpr (CAUSAL) hide = hide || key > row + causal_offset;
-        if (hide) x = -INFINITY;
-      }
-      s[4 * j + e] = x;
+      const int key = key0 + 8 * j + 2 * t + (e & 1);
+      const int row = row_g + (e >> 1) * 8;
+      bool hide = key >= key_end_all;
+      if constexpr (CAUSAL) hide = hide || key > row + causal_offset;
+      if (hide) s[4 * j + e] = -INFINITY;
     }
   }
 }
 
-// One online-softmax step: updates the running max m[2] and per-thread partial sum l[2] of
-// rows g and g+8, turns s into probabilities exp2(s - m) and returns the factors alpha[2]
-// that rescale the output accumulator. A row that has seen only -inf keeps m = -inf; its
-// exponent uses 0 instead, so nothing computes -inf - -inf and its p and alpha are 0.
+// One online-softmax step on raw scores: updates the running max m[2] (raw units) and per-thread
+// partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c) and returns the
+// factors alpha[2] that rescale the output accumulator. A row that has seen only -inf keeps
+// m = -inf; its exponent base is 0 instead, so nothing computes -inf - -inf, and its p and
+// alpha are 0.
 template <int N>
-__device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+__device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                               float c) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = m[r];
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
     mx = quad_max(mx);
-    const float base = mx == -INFINITY ? 0.f : mx;
-    alpha[r] = ex2(m[r] - base);
+    const float base = mx == -INFINITY ? 0.f : mx * c;
+    alpha[r] = ex2(fmaf(m[r], c, -base));
     m[r] = mx;
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-      s[4 * j + 2 * r] = ex2(s[4 * j + 2 * r] - base);
-      s[4 * j + 2 * r + 1] = ex2(s[4 * j + 2 * r + 1] - base);
+      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
+      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
       sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
     l[r] = l[r] * alpha[r] + sum;
