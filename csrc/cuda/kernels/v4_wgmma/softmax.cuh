@@ -75,7 +75,6 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
 template <int N, int FMA_EVERY = 0>
 __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                                float c) {
-  constexpr int kEvery = FMA_EVERY > 0 ? FMA_EVERY : N / 8 + 1;  // 0: past the last block
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = m[r];
@@ -88,7 +87,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-      if (j % kEvery == kEvery - 1) {
+      if (FMA_EVERY > 0 && j % FMA_EVERY == FMA_EVERY - 1) {
         s[4 * j + 2 * r] = ex2_fma(fmaf(s[4 * j + 2 * r], c, -base));
         s[4 * j + 2 * r + 1] = ex2_fma(fmaf(s[4 * j + 2 * r + 1], c, -base));
       } else {
