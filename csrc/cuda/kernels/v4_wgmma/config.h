@@ -27,9 +27,6 @@ struct Cfg {
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
   static constexpr int kVStages = kStages;
-  // Unmasked tiles compute every k-th 8-key block's exp2 on the FMA units (softmax.cuh, ex2_fma):
-  // at E = 64 the exp2 unit is as busy as the tensor cores; at E >= 128 it has slack.
-  static constexpr int kExpFmaEvery = E_ == 64 ? 4 : 0;
   // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
   // (2 consumer warpgroups: 128 * 24 + 256 * 240 = 64512 of the SM's 65536; 3: 128 * 24 +
   // 384 * 160 = 64512).
@@ -103,7 +100,6 @@ struct CfgF32 {
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
   static constexpr int kVStages = 3;
-  static constexpr int kExpFmaEvery = 0;
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
   static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 f32: register budget");

@@ -141,7 +141,7 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
     ptx::fence_operands(sc);
     if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
     if constexpr (kMask) hide_by_bits<kBlockN>(sc, w0, w1);
-    online_softmax<kBlockN, kMask ? 0 : C::kExpFmaEvery>(sc, m, l, alpha, a.scale_log2);
+    online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
     end_block(a.L < 0);  // keeps wait_group 0 below the softmax
     ptx::wgmma_wait<0>();
     ptx::fence_operands(o);

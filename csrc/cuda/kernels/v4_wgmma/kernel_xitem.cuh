@@ -119,7 +119,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(gk)]);
       if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
-      online_softmax<kBlockN, kMask ? 0 : C::kExpFmaEvery>(sc, m, l, alpha, a.scale_log2);
+      online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);

@@ -21,20 +21,6 @@ __device__ __forceinline__ float ex2(float x) {
   return y;
 }
 
-// 2^x on the FMA units, for the share of exponents that skips MUFU (online_softmax's FMA_EVERY):
-// x = n + f with n = round(x), which adding 1.5 * 2^23 leaves in the low mantissa bits, and
-// |f| <= 1/2; 2^f by a cubic (relative error 1.0e-4, below half a unit of bf16 and fp16 P), times
-// 2^n built from n's bits. x is clamped at -126 so that 2^n stays a normal float; the clamp keeps
-// NaN, and NaN * 2^n is NaN. Nine instructions instead of one MUFU op: worth it only for a share.
-__device__ __forceinline__ float ex2_fma(float x) {
-  asm("max.NaN.f32 %0, %0, 0fC2FC0000;\n" : "+f"(x));  // max(x, -126)
-  const float j = __fadd_rn(x, 12582912.f);
-  const float f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
-  const float p = fmaf(fmaf(fmaf(0.05500858f, f, 0.24221037f), f, 0.69328290f), f, 1.f);
-  const uint32_t two_n = __float_as_uint(j) * (1u << 23) + 0x3f800000u;
-  return p * __uint_as_float(two_n);
-}
-
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -69,10 +55,7 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
 // factors alpha[2] that rescale the output accumulator. A row that has seen only -inf keeps
 // m = -inf; its exponent base is 0 instead, so nothing computes -inf - -inf, and its p and
 // alpha are 0.
-// FMA_EVERY = k > 0: every k-th 8-key block takes ex2_fma instead of MUFU, which at E = 64 is as busy
-// as the tensor cores (NOTES_v4.md step 10). Only for tiles with every key visible: ex2_fma(-inf)
-// is 2^-126, not 0, so a row with no visible key would not stay empty.
-template <int N, int FMA_EVERY = 0>
+template <int N>
 __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                                float c) {
 #pragma unroll
@@ -87,13 +70,8 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-      if (FMA_EVERY > 0 && j % FMA_EVERY == FMA_EVERY - 1) {
-        s[4 * j + 2 * r] = ex2_fma(fmaf(s[4 * j + 2 * r], c, -base));
-        s[4 * j + 2 * r + 1] = ex2_fma(fmaf(s[4 * j + 2 * r + 1], c, -base));
-      } else {
-        s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
-        s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
-      }
+      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
+      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
       sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
     l[r] = l[r] * alpha[r] + sum;
