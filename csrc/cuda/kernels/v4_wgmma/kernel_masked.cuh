@@ -88,6 +88,8 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   float alpha[2];
   float sc[kBlockN / 2];
   uint32_t p[kBlockN / 16][4];
+  float rs[4] = {0.f, 0.f, 0.f, 0.f};  // row sums of P (C::kRowSumByMma)
+  const uint64_t ones = ptx::desc_kmajor_sw128(ptx::smem_addr(s.ones));
 
   turns.open_first(n_tiles);
   if (n_tiles == 0) return;
@@ -121,7 +123,7 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   ptx::fence_operands(sc);
   if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
   if (partial(e_cur)) hide_by_bits<kBlockN>(sc, w0, w1);
-  online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);  // O is 0: no rescale
+  softmax_step<C>(sc, m, l, alpha, a.scale_log2);  // O is 0: no rescale
   pack_p<T, kBlockN>(sc, p);
 
   // Overlapped step j (0 <= j < n - 1): PV_j (entry e_j), and S_{j+1} with its softmax.
@@ -133,18 +135,18 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
     turns.wait();
     ptx::wgmma_fence();
     issue_qk<T, C>(sc, q_base, k_base(j + 1));
-    rescale<E>(o, alpha);
+    rescale_o<C>(o, rs, alpha);
     ptx::wgmma_fence();
-    issue_pv<T, C>(o, p, v_base(j));
+    issue_pv<T, C>(o, rs, p, v_base(j), ones);
     turns.pass(false);
     ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
     ptx::fence_operands(sc);
     if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
     if constexpr (kMask) hide_by_bits<kBlockN>(sc, w0, w1);
-    online_softmax<kBlockN>(sc, m, l, alpha, a.scale_log2);
+    softmax_step<C>(sc, m, l, alpha, a.scale_log2);
     end_block(a.L < 0);  // keeps wait_group 0 below the softmax
     ptx::wgmma_wait<0>();
-    ptx::fence_operands(o);
+    fence_o<C>(o, rs);
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
     pack_p<T, kBlockN>(sc, p);
   };
@@ -163,13 +165,14 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
   zero_v(e_cur, j);
   turns.wait();
-  rescale<E>(o, alpha);
+  rescale_o<C>(o, rs, alpha);
   ptx::wgmma_fence();
-  issue_pv<T, C>(o, p, v_base(j));
+  issue_pv<T, C>(o, rs, p, v_base(j), ones);
   turns.pass(true);
   ptx::wgmma_wait<0>();
-  ptx::fence_operands(o);
+  fence_o<C>(o, rs);
   if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
+  row_sums_to_l<C>(rs, l, lane % 4);
 }
 
 // One CTA per (query block, b, h), as v4_fwd_kernel; the block's tile list, count, bits and
@@ -195,6 +198,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
     ptx::fence_mbarrier_init();
   }
+  init_ones<T>(s);
   __syncthreads();
 
   const int wg = threadIdx.x / 128;

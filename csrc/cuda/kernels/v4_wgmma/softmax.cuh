@@ -50,31 +50,48 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
   }
 }
 
-// One online-softmax step on raw scores: updates the running max m[2] (raw units) and per-thread
-// partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c) and returns the
-// factors alpha[2] that rescale the output accumulator. A row that has seen only -inf keeps
-// m = -inf; its exponent base is 0 instead, so nothing computes -inf - -inf, and its p and
-// alpha are 0.
-template <int N>
+// How far (in exp2 units, i.e. times c) a tile's row max may pass the running max before the running
+// max moves (LAZY). Until it moves, p = exp2(s c - m c) stays below 2^8: far inside float and the
+// 16-bit P types, and the output is the same up to rounding (m cancels between O and the row sum).
+constexpr float kMaxSlack = 8.f;
+
+// One online-softmax step on raw scores: updates the running max m[2] (raw units) and, with SUM,
+// the per-thread partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c)
+// and returns the factors alpha[2] that rescale the output accumulator. A row that has seen only
+// -inf keeps m = -inf; its exponent base is 0 instead, so nothing computes -inf - -inf, and its
+// p are 0.
+// LAZY: the running max moves only when the tile's max passes it by more than kMaxSlack; a row
+// whose max stays gets alpha = 1 exactly, and rescale_o (kernel.cuh) skips a warp whose rows all
+// stayed. Otherwise the max moves with every tile that raises it.
+template <int N, bool SUM = true, bool LAZY = false>
 __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                                float c) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float mx = m[r];
+    float mx = LAZY ? -INFINITY : m[r];
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
     mx = quad_max(mx);
-    const float base = mx == -INFINITY ? 0.f : mx * c;
-    alpha[r] = ex2(fmaf(m[r], c, -base));
-    m[r] = mx;
+    float base;
+    if constexpr (LAZY) {
+      // (mx - m) c is +inf when m = -inf and mx is not, NaN (not > slack) when both are -inf.
+      const float m_new = (mx - m[r]) * c > kMaxSlack ? mx : m[r];
+      base = m_new == -INFINITY ? 0.f : m_new * c;
+      alpha[r] = m_new == m[r] ? 1.f : ex2(fmaf(m[r], c, -base));
+      m[r] = m_new;
+    } else {
+      base = mx == -INFINITY ? 0.f : mx * c;
+      alpha[r] = ex2(fmaf(m[r], c, -base));
+      m[r] = mx;
+    }
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
       s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
       s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
-      sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+      if constexpr (SUM) sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
-    l[r] = l[r] * alpha[r] + sum;
+    if constexpr (SUM) l[r] = l[r] * alpha[r] + sum;
   }
 }
 
