@@ -187,6 +187,7 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # the default has none). "v4_xitem" the persistent kernel everywhere in its cross-item variant
 # (the next item's first Q K^T issued with the current item's last P V; NOTES_v4.md step 8),
 # "v4_xitem7" the same on 7 CTAs (many items per CTA, so the cross step runs on every shape).
+# "v4_narrow" the default without the wide tiles (128 x 176, 192 x 128 causal) at S >= 2048.
 # E = 256 has one tile and no persistent kernel: there v4_onecta, v4_persist and v4_persist7 run
 # exactly what v4 runs, so the correctness sweep leaves E = 256 out for them.
 VARIANTS = {
@@ -198,6 +199,7 @@ VARIANTS = {
     "v4_pp": {"FLASH_ATTN_EXT_V4_PINGPONG": "1"},
     "v4_xitem": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1"},
     "v4_xitem7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
+    "v4_narrow": {"FLASH_ATTN_EXT_V4_WIDE_FROM": "1000000000"},
 }
 SAME_AS_V4_AT_E256 = {"v4_onecta", "v4_persist", "v4_persist7", "v4_xitem", "v4_xitem7"}
 LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")

@@ -87,9 +87,6 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uin
     static_assert(TRANS_A == 0 && TRANS_B == 0 && (N == 64 || N == 128), "wgmma_ss tf32: K-major, N 64 or 128");
     if constexpr (N == 64) wgmma_ss_m64n64k8_tf32(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n128k8_tf32(d, desc_a, desc_b, scale_d);
-  } else if constexpr (N == 8) {
-    if constexpr (kBf16) wgmma_ss_m64n8k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
-    else wgmma_ss_m64n8k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else if constexpr (N == 32) {
     if constexpr (kBf16) wgmma_ss_m64n32k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n32k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
@@ -106,7 +103,7 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uin
     if constexpr (kBf16) wgmma_ss_m64n176k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n176k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else {
-    static_assert(N == 256, "wgmma_ss: N must be 8, 32, 64, 80, 128, 176 or 256");
+    static_assert(N == 256, "wgmma_ss: N must be 32, 64, 80, 128, 176 or 256");
     if constexpr (kBf16) wgmma_ss_m64n256k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n256k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   }
@@ -119,9 +116,6 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
     static_assert(TRANS_B == 0 && (N == 64 || N == 128), "wgmma_rs tf32: K-major B, N 64 or 128");
     if constexpr (N == 64) wgmma_rs_m64n64k8_tf32(d, a, desc_b, scale_d);
     else wgmma_rs_m64n128k8_tf32(d, a, desc_b, scale_d);
-  } else if constexpr (N == 8) {
-    if constexpr (kBf16) wgmma_rs_m64n8k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
-    else wgmma_rs_m64n8k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   } else if constexpr (N == 32) {
     if constexpr (kBf16) wgmma_rs_m64n32k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n32k16_f16<TRANS_B>(d, a, desc_b, scale_d);
@@ -138,7 +132,7 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
     if constexpr (kBf16) wgmma_rs_m64n176k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n176k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   } else {
-    static_assert(N == 256, "wgmma_rs: N must be 8, 32, 64, 80, 128, 176 or 256");
+    static_assert(N == 256, "wgmma_rs: N must be 32, 64, 80, 128, 176 or 256");
     if constexpr (kBf16) wgmma_rs_m64n256k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n256k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   }

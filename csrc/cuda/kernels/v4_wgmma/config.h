@@ -27,12 +27,9 @@ struct Cfg {
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
   static constexpr int kVStages = kStages;
-  // The softmax's per-score work, which limits these kernels (NOTES_v4.md steps 9-11):
-  // - kRowSumByMma: row sums of P by the tensor cores (P times a tile of ones, kernel.cuh RowSums)
-  //   instead of one FADD per score;
-  // - kLazyRescale: a row's running max moves only when a tile's max passes it by more than
-  //   kMaxSlack (softmax.cuh), and a warp whose rows all kept theirs skips the O rescale.
-  static constexpr bool kRowSumByMma = true;
+  // Lazy rescale (softmax.cuh, kMaxSlack): a row's running max moves only when a tile's max passes it
+  // by more than the slack, and a warp whose rows all kept theirs skips the O rescale (NOTES_v4.md
+  // step 11: +2-5% against rescaling every tile).
   static constexpr bool kLazyRescale = true;
   // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
   // (2 consumer warpgroups: 128 * 24 + 256 * 240 = 64512 of the SM's 65536; 3: 128 * 24 +
@@ -45,7 +42,6 @@ struct Cfg {
     alignas(1024) uint16_t q[BM * E];
     alignas(1024) uint16_t k[kStages][BN * E];
     alignas(1024) uint16_t v[kStages][BN * E];
-    alignas(1024) uint16_t ones[512];  // the B tile of the row sums (RowSums)
     alignas(8) uint64_t q_full;
     alignas(8) uint64_t k_full[kStages];
     alignas(8) uint64_t v_full[kStages];
@@ -65,7 +61,6 @@ struct Cfg {
     alignas(1024) uint16_t k[kStages][BN * E];
     alignas(1024) uint16_t v[kStages][BN * E];
     alignas(1024) uint16_t o[BM * E];
-    alignas(1024) uint16_t ones[512];
     alignas(8) uint64_t q_full[kQStages];
     alignas(8) uint64_t q_empty[kQStages];
     alignas(8) uint64_t k_full[kStages];
@@ -82,7 +77,7 @@ struct Cfg {
 //   warpgroup = 128 registers per thread, so only the 240-register budget of two consumer
 //   warpgroups holds it (three would get 160).
 // - BN = 80 (FlashAttention-3's choice for this head dim): shared memory is Q 64 KB + 2 stages x
-//   (K + V) 2 x 40 KB = 224 KB, 232448 B requested with the ones tile, barriers and alignment, of 232448; BN = 96
+//   (K + V) 2 x 40 KB = 224 KB, 231424 B requested with barriers and alignment, of 232448; BN = 96
 //   would need 264 KB. Registers of the overlapped loop: O 128 + S_{j+1} 40 + P_j 20 = 188 per
 //   consumer thread, leaving ~50 of 240 for addresses, softmax state and descriptors.
 // - The persistent kernel does not fit (its second Q buffer and O staging tile add 128 KB).
@@ -109,8 +104,7 @@ struct CfgF32 {
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
   static constexpr int kVStages = 3;
-  static constexpr bool kRowSumByMma = false;  // the float32 kernel keeps FADD sums and eager rescales
-  static constexpr bool kLazyRescale = false;
+  static constexpr bool kLazyRescale = false;  // the float32 kernel: not measured there
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
   static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 f32: register budget");

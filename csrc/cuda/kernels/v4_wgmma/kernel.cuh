@@ -156,32 +156,12 @@ __device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q
   ptx::wgmma_commit();
 }
 
-// Row sums of P on the tensor cores (C::kRowSumByMma): each k-step of P V also multiplies P by a
-// 16 x 8 tile of ones (one m64n8k16 wgmma), whose every column is then the row's sum of P. This
-// thread's rs[0], rs[1] hold row g's sum, rs[2], rs[3] row g + 8's: the layout of one 8-column block
-// of O, so the rescale treats them as one. One wgmma per 16 keys instead of a FADD per score, and P
-// is summed as rounded for P V, so the normalisation matches the numerator. The ones tile is 1 KB
-// of shared memory filled once per CTA (init_ones); all ones, so any descriptor into it reads B.
-template <typename T, class S>
-__device__ __forceinline__ void init_ones(S& s) {
-  if constexpr (!std::is_same<T, float>::value) {
-    constexpr uint32_t kOne = std::is_same<T, __nv_bfloat16>::value ? 0x3f803f80u : 0x3c003c00u;
-    if (threadIdx.x < 64) {
-      const uint32_t addr = ptx::smem_addr(s.ones) + threadIdx.x * 16;
-      asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(addr), "r"(kOne) : "memory");
-      ptx::fence_proxy_async_smem();  // read by wgmma (the async proxy) after the CTA's barrier
-    }
-  }
-}
-
 // O += P V for one V stage, issued (not waited for). 16-bit: V as TMA stored it, read MN-major.
 // float: TF32 operands must be K-major, so the stage holds V^T (kernel_f32.cuh's producer writes
 // it: rows of 32 keys per 128-byte swizzled row, E rows per chunk), read like a K tile.
-// With C::kRowSumByMma, rs += P ones as well (ones: the descriptor of the ones tile).
 template <typename T, class C>
-__device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], float (&rs)[4],
-                                         const uint32_t (&p)[C::kBlockN / kStepK<T>][4], uint32_t v_base,
-                                         uint64_t ones) {
+__device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&p)[C::kBlockN / kStepK<T>][4],
+                                         uint32_t v_base) {
 #pragma unroll
   for (int kk = 0; kk < C::kBlockN / kStepK<T>; ++kk) {
     if constexpr (std::is_same<T, float>::value) {
@@ -190,45 +170,26 @@ __device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], float (&rs)[4],
     } else {
       const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes<C>, kVStrideBytes);
       ptx::wgmma_rs<T, C::E, 1>(o, p[kk], dv, 1);
-      if constexpr (C::kRowSumByMma) ptx::wgmma_rs<T, 8, 0>(rs, p[kk], ones, 1);
     }
   }
   ptx::wgmma_commit();
 }
 
-// After P V's wait: O (and the row sums) must not be touched before it, nor kept from wgmma after.
+// O times alpha. C::kLazyRescale: a warp whose rows all kept their max (alpha exactly 1,
+// softmax.cuh) skips it; the vote costs one instruction, the rescale E / 2.
 template <class C>
-__device__ __forceinline__ void fence_o(float (&o)[C::E / 2], float (&rs)[4]) {
-  ptx::fence_operands(o);
-  if constexpr (C::kRowSumByMma) ptx::fence_operands(rs);
-}
-
-// O (and the row sums) times alpha. C::kLazyRescale: a warp whose rows all kept their max (alpha
-// exactly 1, softmax.cuh) skips it; the vote costs one instruction, the rescale E / 2 + 4.
-template <class C>
-__device__ __forceinline__ void rescale_o(float (&o)[C::E / 2], float (&rs)[4], const float (&alpha)[2]) {
+__device__ __forceinline__ void rescale_o(float (&o)[C::E / 2], const float (&alpha)[2]) {
   if constexpr (C::kLazyRescale) {
     if (!__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) return;
   }
   rescale<C::E>(o, alpha);
-  if constexpr (C::kRowSumByMma) rescale<8>(rs, alpha);
 }
 
-// The online-softmax step as tile shape C runs it: FADD row sums or not, eager or lazy max.
+// The online-softmax step as tile shape C runs it (eager or lazy running max).
 template <class C>
 __device__ __forceinline__ void softmax_step(float (&sc)[C::kBlockN / 2], float (&m)[2], float (&l)[2],
                                              float (&alpha)[2], float c) {
-  online_softmax<C::kBlockN, !C::kRowSumByMma, C::kLazyRescale>(sc, m, l, alpha, c);
-}
-
-// The row sums into l as finish_rows takes it (summed over the quad there): only lane t = 0 of a
-// quad keeps its row's sum, so that quad sum is exact.
-template <class C>
-__device__ __forceinline__ void row_sums_to_l(const float (&rs)[4], float (&l)[2], int t) {
-  if constexpr (C::kRowSumByMma) {
-    l[0] = t == 0 ? rs[0] : 0.f;
-    l[1] = t == 0 ? rs[2] : 0.f;
-  }
+  online_softmax<C::kBlockN, C::kLazyRescale>(sc, m, l, alpha, c);
 }
 
 // Mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of this
@@ -397,9 +358,6 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   float alpha[2];
   float sc[kBlockN / 2];
   uint32_t p[kBlockN / kStepK<T>][4];
-  float rs[4] = {0.f, 0.f, 0.f, 0.f};  // row sums of P (C::kRowSumByMma)
-  uint64_t ones = 0;
-  if constexpr (C::kRowSumByMma) ones = ptx::desc_kmajor_sw128(ptx::smem_addr(s.ones));
 
   turns.open_first(n_tiles);
   if (n_tiles > 0) ptx::mbar_wait(r.q_full, r.q_parity);
@@ -432,15 +390,15 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
       softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
-      rescale_o<C>(o, rs, alpha);
+      rescale_o<C>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
       ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, rs, p, v_base(j), ones);
+      issue_pv<T, C>(o, p, v_base(j));
       turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
-      fence_o<C>(o, rs);
+      ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
     }
   } else if (n_tiles > 0) {
@@ -464,9 +422,9 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       turns.wait();
       ptx::wgmma_fence();
       issue_qk<T, C>(sc, q_base(), k_base(j + 1));
-      rescale_o<C>(o, rs, alpha);
+      rescale_o<C>(o, alpha);
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, rs, p, v_base(j), ones);
+      issue_pv<T, C>(o, p, v_base(j));
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
@@ -475,7 +433,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       softmax_step<C>(sc, m, l, alpha, a.scale_log2);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
-      fence_o<C>(o, rs);
+      ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
       pack_p<T, kBlockN>(sc, p);
     };
@@ -488,15 +446,14 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     const int j = n_tiles - 1;  // the last tile only runs PV
     ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
     turns.wait();
-    rescale_o<C>(o, rs, alpha);
+    rescale_o<C>(o, alpha);
     ptx::wgmma_fence();
-    issue_pv<T, C>(o, rs, p, v_base(j), ones);
+    issue_pv<T, C>(o, p, v_base(j));
     turns.pass(true);
     ptx::wgmma_wait<0>();
-    fence_o<C>(o, rs);
+    ptx::fence_operands(o);
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
   }
-  row_sums_to_l<C>(rs, l, t);
   // Every wgmma of this warp has retired, so its reads of the Q buffer are over: the producer
   // may load the item after next into it. (Later than necessary by the last PV; with two Q
   // buffers the producer needs it only a whole item later.)
@@ -640,7 +597,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
     ptx::fence_mbarrier_init();
   }
-  init_ones<T>(s);
   __syncthreads();
 
   const int wg = threadIdx.x / 128;
@@ -740,7 +696,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   typename C::PSmem& s = smem_layout<typename C::PSmem>();
 
   if (threadIdx.x == 0) init_persistent_barriers<C>(s);
-  init_ones<T>(s);
   __syncthreads();
 
   const int wg = threadIdx.x / 128;

@@ -88,8 +88,6 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   float alpha[2];
   float sc[kBlockN / 2];
   uint32_t p[kBlockN / 16][4];
-  float rs[4] = {0.f, 0.f, 0.f, 0.f};  // row sums of P (C::kRowSumByMma)
-  const uint64_t ones = ptx::desc_kmajor_sw128(ptx::smem_addr(s.ones));
 
   turns.open_first(n_tiles);
   if (n_tiles == 0) return;
@@ -135,9 +133,9 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
     turns.wait();
     ptx::wgmma_fence();
     issue_qk<T, C>(sc, q_base, k_base(j + 1));
-    rescale_o<C>(o, rs, alpha);
+    rescale_o<C>(o, alpha);
     ptx::wgmma_fence();
-    issue_pv<T, C>(o, rs, p, v_base(j), ones);
+    issue_pv<T, C>(o, p, v_base(j));
     turns.pass(false);
     ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
     ptx::fence_operands(sc);
@@ -146,7 +144,7 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
     softmax_step<C>(sc, m, l, alpha, a.scale_log2);
     end_block(a.L < 0);  // keeps wait_group 0 below the softmax
     ptx::wgmma_wait<0>();
-    fence_o<C>(o, rs);
+    ptx::fence_operands(o);
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
     pack_p<T, kBlockN>(sc, p);
   };
@@ -165,14 +163,13 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
   ptx::mbar_wait(&s.v_full[stage(j)], phase(j));
   zero_v(e_cur, j);
   turns.wait();
-  rescale_o<C>(o, rs, alpha);
+  rescale_o<C>(o, alpha);
   ptx::wgmma_fence();
-  issue_pv<T, C>(o, rs, p, v_base(j), ones);
+  issue_pv<T, C>(o, p, v_base(j));
   turns.pass(true);
   ptx::wgmma_wait<0>();
-  fence_o<C>(o, rs);
+  ptx::fence_operands(o);
   if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(j)]);
-  row_sums_to_l<C>(rs, l, lane % 4);
 }
 
 // One CTA per (query block, b, h), as v4_fwd_kernel; the block's tile list, count, bits and
@@ -198,7 +195,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     init_barriers_kv<C>(s.k_full, s.v_full, s.k_empty, s.v_empty);
     ptx::fence_mbarrier_init();
   }
-  init_ones<T>(s);
   __syncthreads();
 
   const int wg = threadIdx.x / 128;

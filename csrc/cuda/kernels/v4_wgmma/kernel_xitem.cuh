@@ -55,15 +55,8 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
   float o[E / 2], m[2], l[2], alpha[2];
   float sc[kBlockN / 2];
   uint32_t p[kBlockN / 16][4];
-  float rs[4];  // row sums of P (C::kRowSumByMma), restarted with O
-  const uint64_t ones = ptx::desc_kmajor_sw128(ptx::smem_addr(s.ones));
-  auto zero_o = [&] {
 #pragma unroll
-    for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) rs[i] = 0.f;
-  };
-  zero_o();
+  for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
 
   // Rows of keyless items: with m = -inf and l = 0 store_o_tma writes O = 0 and LSE = -inf. O is
   // all zeros wherever this runs (before the first busy item, after an epilogue).
@@ -118,9 +111,9 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       turns.wait();
       ptx::wgmma_fence();
       issue_qk<T, C>(sc, opaque(q_item), k_base(gk));
-      rescale_o<C>(o, rs, alpha);
+      rescale_o<C>(o, alpha);
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, rs, p, v_base(gv), ones);
+      issue_pv<T, C>(o, p, v_base(gv));
       turns.pass(false);
       ptx::wgmma_wait<1>();
       ptx::fence_operands(sc);
@@ -129,7 +122,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       softmax_step<C>(sc, m, l, alpha, a.scale_log2);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
-      fence_o<C>(o, rs);
+      ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(gv)]);
       pack_p<T, kBlockN>(sc, p);
     };
@@ -145,19 +138,19 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
     if (nx >= a.num_items) {
       ptx::mbar_wait(&s.v_full[stage(gl)], phase(gl));
       turns.wait();
-      rescale_o<C>(o, rs, alpha);
+      rescale_o<C>(o, alpha);
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, rs, p, v_base(gl), ones);
+      issue_pv<T, C>(o, p, v_base(gl));
       turns.pass(true);
       ptx::wgmma_wait<0>();
-      fence_o<C>(o, rs);
+      ptx::fence_operands(o);
       if (lane == 0) {
         ptx::mbar_arrive(&s.v_empty[stage(gl)]);
         ptx::mbar_arrive(&s.q_empty[qc % kQStages]);
       }
-      row_sums_to_l<C>(rs, l, t);
       store_o_tma<T, C>(a, o, m, l, w.row0, cw, w.h, w.b, o_tile, to);
-      zero_o();
+#pragma unroll
+      for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
       store_keyless(cur + grid, nx);
       return;
     }
@@ -175,9 +168,9 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       turns.wait();
       ptx::wgmma_fence();
       issue_qk<T, C>(sc, opaque(q_slice(qn)), k_base(gn));
-      rescale_o<C>(o, rs, alpha);
+      rescale_o<C>(o, alpha);
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, rs, p, v_base(gl), ones);
+      issue_pv<T, C>(o, p, v_base(gl));
       turns.pass(false);
       ptx::wgmma_wait<1>();  // S_0 of nx has retired, and with it every Q K^T of this item
       ptx::fence_operands(sc);
@@ -186,15 +179,13 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
         ptx::mbar_arrive(&s.q_empty[qc % kQStages]);
       }
       if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, first_row_n + warp * 16 + g, 0, t, a.S, a.causal_offset);
-      // FADD row sums here even where the tensor cores sum P (once per item; the item's row sums
-      // start in rs with its first P V): the branch below needs them.
-      online_softmax<kBlockN, true, C::kLazyRescale>(sc, m_n, l_n, alpha, a.scale_log2);
+      softmax_step<C>(sc, m_n, l_n, alpha, a.scale_log2);
       // Pinned by the sums, not by a.L < 0 as in the steps: on 192 x 128 (E = 64, 160 registers)
       // ptxas moved every exp2 of this step past that branch and below wait_group 0. The sums
       // depend on every exp2 and are never negative, so the branch is never taken either.
       end_block(l_n[0] < 0.f || l_n[1] < 0.f);
       ptx::wgmma_wait<0>();
-      fence_o<C>(o, rs);
+      ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[stage(gl)]);
       pack_p<T, kBlockN>(sc, p);
     };
@@ -204,10 +195,10 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
     else
       cross(std::true_type{});
 
-    row_sums_to_l<C>(rs, l, t);
     store_o_tma<T, C>(a, o, m, l, w.row0, cw, w.h, w.b, o_tile, to);
     // O restarts from zero (not from 0 * alpha: an Inf in O would turn into NaN).
-    zero_o();
+#pragma unroll
+    for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
     store_keyless(cur + grid, nx);
     m[0] = m_n[0];
     m[1] = m_n[1];
@@ -232,7 +223,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   typename C::PSmem& s = smem_layout<typename C::PSmem>();
 
   if (threadIdx.x == 0) init_persistent_barriers<C>(s);
-  init_ones<T>(s);
   __syncthreads();
 
   const int wg = threadIdx.x / 128;

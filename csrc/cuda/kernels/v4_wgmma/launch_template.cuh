@@ -136,10 +136,13 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
     if (use_xitem) return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
     return run_persistent<T, PC, CAUSAL, true, true>(p, stream);
   }
+  // FLASH_ATTN_EXT_V4_WIDE_FROM=n: the first S of the wide tiles below (2048 unless set; A/B runs).
+  const char* wide_env = std::getenv("FLASH_ATTN_EXT_V4_WIDE_FROM");
+  const int64_t wide_from = wide_env != nullptr ? std::atoll(wide_env) : 2048;
   if constexpr (E == 64 && !CAUSAL) {
     return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
   } else {
-    if (p.S >= 2048) {
+    if (p.S >= wide_from) {
       if constexpr (E == 128) return run_cfg<T, Cfg<E, 128, 176>, CAUSAL, true, true>(p, stream);
       else return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, false>(p, stream);
     }

@@ -55,15 +55,15 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
 // 16-bit P types, and the output is the same up to rounding (m cancels between O and the row sum).
 constexpr float kMaxSlack = 8.f;
 
-// One online-softmax step on raw scores: updates the running max m[2] (raw units) and, with SUM,
-// the per-thread partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c)
+// One online-softmax step on raw scores: updates the running max m[2] (raw units) and the
+// per-thread partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c)
 // and returns the factors alpha[2] that rescale the output accumulator. A row that has seen only
 // -inf keeps m = -inf; its exponent base is 0 instead, so nothing computes -inf - -inf, and its
 // p are 0.
 // LAZY: the running max moves only when the tile's max passes it by more than kMaxSlack; a row
 // whose max stays gets alpha = 1 exactly, and rescale_o (kernel.cuh) skips a warp whose rows all
 // stayed. Otherwise the max moves with every tile that raises it.
-template <int N, bool SUM = true, bool LAZY = false>
+template <int N, bool LAZY = false>
 __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                                float c) {
 #pragma unroll
@@ -89,9 +89,9 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
     for (int j = 0; j < N / 8; ++j) {
       s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
       s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
-      if constexpr (SUM) sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+      sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
-    if constexpr (SUM) l[r] = l[r] * alpha[r] + sum;
+    l[r] = l[r] * alpha[r] + sum;
   }
 }
 
