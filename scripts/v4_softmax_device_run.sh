@@ -4,7 +4,7 @@
 # the one-item, persistent (7 CTAs) and cross-item (7 CTAs) kernels and the bool-mask kernel; then
 # compute-sanitizer (memcheck, synccheck, racecheck over v4_sanitize.py on the persistent kernel, memcheck
 # over its --mask list); then, alone on the GPU, the forward timings beside SDPA flash and cuDNN
-# (check_v4.py --no-check, args passed on, e.g. --ns 1024,4096 --head-dims 64,128 --dtypes bfloat16),
+# (check_v4.py --no-check, V4_BENCH variants, args passed on, e.g. --ns 1024,4096 --head-dims 64,128 --dtypes bfloat16),
 # printed last. Logs under OUT.
 #
 #   bash scripts/v4_softmax_device_run.sh OUT [check_v4.py timing args...]
@@ -43,7 +43,7 @@ san memcheck memcheck_mask --mask & p4=$!
 wait $p1; r1=$?; wait $p2; r2=$?; wait $p3; r3=$?; wait $p4; r4=$?
 since "sanitizers done"
 
-V4_BENCH=v4 timeout $(cap 200 5) python3 scripts/check_v4.py --no-check --no-mask --json "$OUT/bench.json" "$@" \
+V4_BENCH=${V4_BENCH:-v4} timeout $(cap 200 5) python3 scripts/check_v4.py --no-check --no-mask --json "$OUT/bench.json" "$@" \
   >"$OUT/bench.log" 2>&1
 rc_bench=$?
 
