@@ -185,7 +185,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
           if (!((vis >> (nb * 4 + e)) & 1)) S[nb][e] = -INFINITY;
     }
 
-    online_softmax<BN / 8, HD / 8, Cfg::kFp32>(S, O, m, l, c);
+    online_softmax<BN / 8, HD / 8, Cfg::kFp32, !Cfg::kFp32>(S, O, m, l, c);
 
     const Bits<BN> keys = masked ? warp_key_bits<BN>(vis) : Bits<BN>{0};
     constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);

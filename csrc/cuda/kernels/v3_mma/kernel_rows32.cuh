@@ -182,7 +182,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
     }
 
 #pragma unroll
-    for (int rb = 0; rb < R; ++rb) online_softmax(S[rb], O[rb], m[rb], l[rb], c);
+    for (int rb = 0; rb < R; ++rb) online_softmax<BN / 8, HD / 8, false, true>(S[rb], O[rb], m[rb], l[rb], c);
 
     // Keys some row of either row block sees: the V fragments are shared by both.
     Bits<BN> vis_any = vis[0];

@@ -136,9 +136,11 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
     if (use_xitem) return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
     return run_persistent<T, PC, CAUSAL, true, true>(p, stream);
   }
-  // FLASH_ATTN_EXT_V4_WIDE_FROM=n: the first S of the wide tiles below (2048 unless set; A/B runs).
+  // The wide tiles from S = 2048 on, except E = 128 causal: there 128 x 176 wastes 12% on the diagonal at
+  // N = 2048 (128 x 128: 6%) and measured 408 vs 436 TFLOP/s, even at 4096, ahead from 8192 on (NOTES_v4.md
+  // step 11, session 6 call 5). FLASH_ATTN_EXT_V4_WIDE_FROM=n moves the threshold (A/B runs).
   const char* wide_env = std::getenv("FLASH_ATTN_EXT_V4_WIDE_FROM");
-  const int64_t wide_from = wide_env != nullptr ? std::atoll(wide_env) : 2048;
+  const int64_t wide_from = wide_env != nullptr ? std::atoll(wide_env) : (E == 128 && CAUSAL ? 4096 : 2048);
   if constexpr (E == 64 && !CAUSAL) {
     return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
   } else {
