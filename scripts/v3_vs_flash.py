@@ -1,7 +1,7 @@
 """v3_mma against SDPA's FlashAttention-2 backend, side by side (triton do_bench medians), bf16, B * N = 16k,
-H = 2048 / E, E in {64, 128}, N in {1024, 4096, 16384}, causal off/on; prints one table row per point.
+H = 2048 / E, E in {64, 128}, N in {1024, 4096, 16384} by default, causal off/on; prints one table row per point.
 
-    python3 scripts/v3_vs_flash.py [--label NAME]
+    python3 scripts/v3_vs_flash.py [--label NAME] [--head-dims 64,128] [--ns 1024,4096,16384]
 """
 import argparse
 import itertools
@@ -21,10 +21,14 @@ def ms(fn):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--label", default="v3")
+    ap.add_argument("--head-dims", default="64,128")
+    ap.add_argument("--ns", default="1024,4096,16384")
     args = ap.parse_args()
+    head_dims = [int(e) for e in args.head_dims.split(",")]
+    ns = [int(n) for n in args.ns.split(",")]
     print(f"| E | N | causal | {args.label} | SDPA flash | ratio |")
     print("|---|---|---|---|---|---|")
-    for E, N, causal in itertools.product((64, 128), (1024, 4096, 16384), (False, True)):
+    for E, N, causal in itertools.product(head_dims, ns, (False, True)):
         B, H = 16384 // N, 2048 // E
         q, k, v = (torch.randn(B, H, N, E, device="cuda", dtype=torch.bfloat16) for _ in range(3))
         flops = 4 * B * H * N * N * E / (2 if causal else 1)

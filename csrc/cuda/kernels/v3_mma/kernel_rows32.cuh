@@ -182,7 +182,9 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
     }
 
 #pragma unroll
-    for (int rb = 0; rb < R; ++rb) online_softmax<BN / 8, HD / 8, false, true>(S[rb], O[rb], m[rb], l[rb], c);
+    // The lazy max (softmax.cuh) from E = 128 up, where O's rescale is 2 FMULs per score: +3-5% there, -3-4%
+    // at E = 64 (1 per score; NOTES_v3.md step 7).
+    for (int rb = 0; rb < R; ++rb) online_softmax<BN / 8, HD / 8, false, (HD > 64)>(S[rb], O[rb], m[rb], l[rb], c);
 
     // Keys some row of either row block sees: the V fragments are shared by both.
     Bits<BN> vis_any = vis[0];
