@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# On the H200, < 560 s: A/B of compile-time switches in v4's config.h, rebuilt once per variant in one
-# call. Each variant is NAME=SED (a sed expression applied to csrc/cuda/kernels/v4_wgmma/config.h as
-# committed; an empty SED builds it as committed). The first variant also runs check_v4.py's sweep over
+# On the H200, < 560 s: A/B of compile-time switches in v4's config.h (or in the file AB_FILE names),
+# rebuilt once per variant in one call. Each variant is NAME=SED (a sed expression applied to the file as
+# committed; an empty SED builds it as committed) or NAME=@PATH (PATH's content replaces the file, e.g. an
+# older version shipped beside the tree). The first variant also runs check_v4.py's sweep over
 # the default and the persistent kernel on 7 CTAs, and the v4 and mask pytest files; every variant is
 # timed beside SDPA flash and cuDNN (check_v4.py --no-check; args after -- passed on). config.h is
 # restored at the end (the next build recompiles v4).
@@ -18,13 +19,15 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD
 BUDGET_S=560
 source scripts/device_clock.sh
-CFG=csrc/cuda/kernels/v4_wgmma/config.h
+CFG=${AB_FILE:-csrc/cuda/kernels/v4_wgmma/config.h}
 cp "$CFG" "$OUT/config.h.orig"
 first=1
 for spec in "${variants[@]}"; do
   name=${spec%%=*} expr=${spec#*=}
   cp "$OUT/config.h.orig" "$CFG"
-  if [ -n "$expr" ]; then
+  if [ "${expr:0:1}" = "@" ]; then
+    cp "${expr:1}" "$CFG" || break
+  elif [ -n "$expr" ]; then
     sed -i "$expr" "$CFG"
     cmp -s "$CFG" "$OUT/config.h.orig" && { echo "$name: '$expr' changed nothing in config.h"; continue; }
   fi

@@ -33,20 +33,25 @@ __device__ __forceinline__ float quad_sum(float x) {
 
 // Hides the entries (row, key) the predicate rejects with -inf; the others stay as they are.
 // row_g is this thread's first row; key0 the tile's first key index. Only tiles that cross the
-// key tail or (causal) a row's diagonal call it.
+// key tail or (causal) a row's diagonal call it. Visible keys form a prefix of each row, so each
+// of the thread's two rows gets its last visible key once, relative to the thread's first column,
+// and every score costs one compare with a constant and one select.
 template <int N, bool CAUSAL>
 __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int key0, int t, int key_end_all,
                                             int causal_offset) {
+  const int base = key0 + 2 * t;
+  int last[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    last[r] = key_end_all - 1;
+    if constexpr (CAUSAL) last[r] = min(last[r], row_g + 8 * r + causal_offset);
+    last[r] -= base;
+  }
 #pragma unroll
   for (int j = 0; j < N / 8; ++j) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int key = key0 + 8 * j + 2 * t + (e & 1);
-      const int row = row_g + (e >> 1) * 8;
-      bool hide = key >= key_end_all;
-      if constexpr (CAUSAL) hide = hide || key > row + causal_offset;
-      if (hide) s[4 * j + e] = -INFINITY;
-    }
+    for (int e = 0; e < 4; ++e)
+      if (8 * j + (e & 1) > last[e >> 1]) s[4 * j + e] = -INFINITY;
   }
 }
 
