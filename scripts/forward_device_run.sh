@@ -13,7 +13,7 @@ shift || true
 mkdir -p "$OUT/v4"
 bash scripts/v4_softmax_device_run.sh "$OUT/v4" "$@" >"$OUT/v4.txt" 2>&1
 rc_v4=$?
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+source scripts/device_env.sh
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 for t in memcheck racecheck; do
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 150 "$SAN" --tool $t --error-exitcode 9 python3 scripts/v3_sanitize.py \
@@ -24,8 +24,7 @@ timeout 120 python3 scripts/v3_vs_flash.py --label v3 --head-dims 64,128,256 >"$
 rc_v3=$?
 if [ -n "${V3_AB_SED:-}" ]; then
   sed -i "$V3_AB_SED" csrc/cuda/kernels/v3_mma/kernel.cuh
-  TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1 python3 setup.py build_ext --inplace \
-    >"$OUT/build_ab.log" 2>&1 &&
+  build_ext "$OUT/build_ab.log" &&
     timeout 90 python3 scripts/v3_vs_flash.py --label v3_ab --head-dims "${V3_AB_DIMS:-256}" >"$OUT/v3_ab.txt" 2>&1
 fi
 echo "== v4 (rc $rc_v4)"

@@ -15,8 +15,7 @@ variants=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do variants+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 mkdir -p "$OUT"
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD
+source scripts/device_env.sh
 BUDGET_S=560
 source scripts/device_clock.sh
 CFG=${AB_FILE:-csrc/cuda/kernels/v4_wgmma/config.h}
@@ -31,7 +30,7 @@ for spec in "${variants[@]}"; do
     sed -i "$expr" "$CFG"
     cmp -s "$CFG" "$OUT/config.h.orig" && { echo "$name: '$expr' changed nothing in config.h"; continue; }
   fi
-  python3 setup.py build_ext --inplace >"$OUT/build_$name.log" 2>&1 || { tail -30 "$OUT/build_$name.log"; break; }
+  build_ext "$OUT/build_$name.log" || break
   since "build $name"
   if [ $first = 1 ]; then
     V4_VARIANTS=v4,v4_persist7,v4_xitem7 timeout $(cap 150 150) python3 scripts/check_v4.py --no-bench \

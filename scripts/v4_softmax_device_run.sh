@@ -12,12 +12,11 @@ set -o pipefail
 OUT=${1:-${OUT:-/tmp/v4_softmax_out}}
 shift || true
 mkdir -p "$OUT"
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD
+source scripts/device_env.sh
 BUDGET_S=560
 source scripts/device_clock.sh
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
-python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+build_ext "$OUT/build.log" || exit 1
 since "build done"
 
 timeout $(cap 200 250) python3 -m pytest -q -n 12 tests -p no:cacheprovider >"$OUT/pytest.log" 2>&1 &

@@ -11,11 +11,10 @@ set -o pipefail
 OUT=${1:-${OUT:-/tmp/v4_tf32_out}}
 shift || true
 mkdir -p "$OUT"
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD
+source scripts/device_env.sh
 BUDGET_S=470
 source scripts/device_clock.sh
-python3 setup.py build_ext --inplace >"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+build_ext "$OUT/build.log" || exit 1
 since "build done"
 
 nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I csrc scripts/ptx_tests/wgmma_tf32.cu \
