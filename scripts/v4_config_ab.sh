@@ -7,7 +7,7 @@
 # timed beside SDPA flash and cuDNN (check_v4.py --no-check; args after -- passed on). config.h is
 # restored at the end (the next build recompiles v4).
 #
-#   bash scripts/v4_config_ab.sh OUT "new=" "old=s/kRowSumByMma = true/kRowSumByMma = false/" -- --ns 1024,4096
+#   bash scripts/v4_config_ab.sh OUT "lazy=" "eager=s/kLazyRescale = true/kLazyRescale = false/" -- --ns 1024,4096
 set -o pipefail
 OUT=${1:-/tmp/v4_config_ab}
 shift
