@@ -30,6 +30,22 @@ def test_short_sequences_with_grown_logits(device, kernel, gen, n, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("causal", [False, True], ids=str)
+@pytest.mark.parametrize("E", [64, 128])
+def test_running_max_that_climbs_along_the_keys(device, kernel, gen, dtype, causal, E):
+    # Every score gets ramp[key]: +30 over the keys (about 4 in exp2 units per 64 keys) and a jump of 40 halfway,
+    # so a row's maximum keeps rising. The tensor-core rungs let their running max lag by up to 8 in exp2 units
+    # (a lazy rescale); whether it moves or not, the result must be the same.
+    L, S = 70, 700
+    q, k, v = qkv(gen, B=1, H=2, L=L, S=S, E=E, dtype=dtype, device=device)
+    ramp = torch.linspace(0.0, 30.0, S)
+    ramp[S // 2 :] += 40.0
+    q[..., 0] = 1.0
+    k[..., 0] = (ramp * math.sqrt(E)).to(dtype).to(device)
+    check(kernel, q, k, v, causal=causal, budget_dtype=torch.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_large_float_mask_values(device, kernel, gen, dtype):
     q, k, v = qkv(gen, B=1, H=2, L=64, S=130, dtype=dtype, device=device)
     bias = (torch.randn(64, 130, generator=gen) * 1e4).to(device)
