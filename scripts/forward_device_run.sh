@@ -14,10 +14,8 @@ mkdir -p "$OUT/v4"
 bash scripts/v4_softmax_device_run.sh "$OUT/v4" "$@" >"$OUT/v4.txt" 2>&1
 rc_v4=$?
 source scripts/device_env.sh
-SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 for t in memcheck racecheck; do
-  PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 150 "$SAN" --tool $t --error-exitcode 9 python3 scripts/v3_sanitize.py \
-    >"$OUT/v3_$t.log" 2>&1 &
+  sanitize $t "$OUT/v3_$t.log" 150 python3 scripts/v3_sanitize.py &
 done
 wait
 timeout 120 python3 scripts/v3_vs_flash.py --label v3 --head-dims 64,128,256 >"$OUT/v3_vs_flash.txt" 2>&1

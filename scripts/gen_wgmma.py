@@ -41,55 +41,35 @@ def outs(n):
 
 
 def emit(n, ty, rs):
+    """One wrapper: 16-bit types run k16 and take TRANS flags; tf32 runs k8, K-major only (no flags)."""
+    tf32 = ty == "tf32"
+    k = 8 if tf32 else 16
     nd = n // 2
-    name = f"wgmma_{'rs' if rs else 'ss'}_m64n{n}k16_{ty}"
-    if rs:
-        a_ops = "{" + ", ".join(f"%{nd + i}" for i in range(4)) + "}"
-        b_op, sc = f"%{nd + 4}", nd + 5
-        ins = f'"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d), "n"(TRANS_B)'
-        imm = f"1, 1, %{sc + 1}"
-        sig = f"float (&d)[{nd}], const uint32_t (&a)[4], uint64_t desc_b, int scale_d"
-    else:
-        a_ops, b_op, sc = f"%{nd}", f"%{nd + 1}", nd + 2
-        ins = f'"l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TRANS_B), "n"(TRANS_A)'
-        imm = f"1, 1, %{sc + 2}, %{sc + 1}"
-        sig = f"float (&d)[{nd}], uint64_t desc_a, uint64_t desc_b, int scale_d"
-    tmpl = "template <int TRANS_B>" if rs else "template <int TRANS_B, int TRANS_A = 0>"
-    return f"""
-{tmpl}
-__device__ __forceinline__ void {name}({sig}) {{
-  asm volatile(
-      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{sc}, 0;\\n"
-      "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ty}.{ty} "
-      "{{{regs(nd)}}}, "
-      "{a_ops}, {b_op}, p, {imm};\\n}}\\n"
-      : {outs(nd)}
-      : {ins});
-}}
-"""
-
-
-def emit_tf32(n, rs):
-    nd = n // 2
-    name = f"wgmma_{'rs' if rs else 'ss'}_m64n{n}k8_tf32"
+    name = f"wgmma_{'rs' if rs else 'ss'}_m64n{n}k{k}_{ty}"
     if rs:
         a_ops = "{" + ", ".join(f"%{nd + i}" for i in range(4)) + "}"
         b_op, sc = f"%{nd + 4}", nd + 5
         ins = '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d)'
+        trans_ins, imm = ', "n"(TRANS_B)', f"1, 1, %{sc + 1}"
         sig = f"float (&d)[{nd}], const uint32_t (&a)[4], uint64_t desc_b, int scale_d"
+        tmpl = "template <int TRANS_B>\n"
     else:
         a_ops, b_op, sc = f"%{nd}", f"%{nd + 1}", nd + 2
         ins = '"l"(desc_a), "l"(desc_b), "r"(scale_d)'
+        trans_ins, imm = ', "n"(TRANS_B), "n"(TRANS_A)', f"1, 1, %{sc + 2}, %{sc + 1}"
         sig = f"float (&d)[{nd}], uint64_t desc_a, uint64_t desc_b, int scale_d"
+        tmpl = "template <int TRANS_B, int TRANS_A = 0>\n"
+    if tf32:
+        trans_ins, imm, tmpl = "", "1, 1", ""
     return f"""
-__device__ __forceinline__ void {name}({sig}) {{
+{tmpl}__device__ __forceinline__ void {name}({sig}) {{
   asm volatile(
       "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{sc}, 0;\\n"
-      "wgmma.mma_async.sync.aligned.m64n{n}k8.f32.tf32.tf32 "
+      "wgmma.mma_async.sync.aligned.m64n{n}k{k}.f32.{ty}.{ty} "
       "{{{regs(nd)}}}, "
-      "{a_ops}, {b_op}, p, 1, 1;\\n}}\\n"
+      "{a_ops}, {b_op}, p, {imm};\\n}}\\n"
       : {outs(nd)}
-      : {ins});
+      : {ins}{trans_ins});
 }}
 """
 
@@ -102,7 +82,7 @@ def main():
                 parts.append(emit(n, ty, rs))
     for n in TF32_N_LIST:
         for rs in (False, True):
-            parts.append(emit_tf32(n, rs))
+            parts.append(emit(n, "tf32", rs))
     parts.append("\n}  // namespace flash_attn_ext::cuda::ptx\n")
     with open(OUT, "w") as f:
         f.write("".join(parts))

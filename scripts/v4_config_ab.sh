@@ -19,16 +19,16 @@ source scripts/device_env.sh
 BUDGET_S=560
 source scripts/device_clock.sh
 CFG=${AB_FILE:-csrc/cuda/kernels/v4_wgmma/config.h}
-cp "$CFG" "$OUT/config.h.orig"
+cp "$CFG" "$OUT/ab_file.orig"
 first=1
 for spec in "${variants[@]}"; do
   name=${spec%%=*} expr=${spec#*=}
-  cp "$OUT/config.h.orig" "$CFG"
+  cp "$OUT/ab_file.orig" "$CFG"
   if [ "${expr:0:1}" = "@" ]; then
     cp "${expr:1}" "$CFG" || break
   elif [ -n "$expr" ]; then
     sed -i "$expr" "$CFG"
-    cmp -s "$CFG" "$OUT/config.h.orig" && { echo "$name: '$expr' changed nothing in config.h"; continue; }
+    cmp -s "$CFG" "$OUT/ab_file.orig" && { echo "$name: '$expr' changed nothing in $CFG"; continue; }
   fi
   build_ext "$OUT/build_$name.log" || break
   since "build $name"
@@ -46,5 +46,5 @@ for spec in "${variants[@]}"; do
     --json "$OUT/bench_$name.json" "$@" >"$OUT/bench_$name.log" 2>&1
   echo "== $name"; grep -A30 "^dtype" "$OUT/bench_$name.log" | grep -v failures
 done
-cp "$OUT/config.h.orig" "$CFG"
+cp "$OUT/ab_file.orig" "$CFG"
 since "done"

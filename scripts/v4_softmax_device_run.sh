@@ -28,12 +28,11 @@ wait $p_test; rc_test=$?
 wait $p_sweep; rc_sweep=$?
 since "pytest + sweep done"
 
-SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 san() {  # TOOL LOG [script args]: one sanitizer run over v4_sanitize.py, persistent kernel on 7 CTAs
   local tool=$1 log=$2
   shift 2
-  FLASH_ATTN_EXT_V4_CTAS=7 V4_SAN_E=64,128 timeout $(cap 120 130) "$SAN" --tool "$tool" --error-exitcode 9 \
-    python3 scripts/v4_sanitize.py "$@" >"$OUT/$log.log" 2>&1
+  (export FLASH_ATTN_EXT_V4_CTAS=7 V4_SAN_E=64,128
+   sanitize "$tool" "$OUT/$log.log" "$(cap 120 130)" python3 scripts/v4_sanitize.py "$@")
 }
 san memcheck memcheck & p1=$!
 san synccheck synccheck & p2=$!

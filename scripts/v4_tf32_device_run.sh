@@ -38,15 +38,14 @@ for E, L, S, H, Hkv, causal in ((128, 257, 300, 4, 2, "top_left"), (128, 300, 13
 torch.cuda.synchronize()
 print(f"tf32_sanitize: {calls} calls done")
 EOF
-SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-timeout 200 "$SAN" --tool memcheck --error-exitcode 9 python3 "$OUT/tf32_sanitize.py" >"$OUT/memcheck.log" 2>&1 &
+sanitize memcheck "$OUT/memcheck.log" 200 python3 "$OUT/tf32_sanitize.py" &
 p_mem=$!
 wait $p_test; rc_test=$?
 wait $p_mem; rc_mem=$?
 since "pytest + memcheck done"
-timeout 150 "$SAN" --tool racecheck --error-exitcode 9 python3 "$OUT/tf32_sanitize.py" >"$OUT/racecheck.log" 2>&1 &
+sanitize racecheck "$OUT/racecheck.log" 150 python3 "$OUT/tf32_sanitize.py" &
 p_race=$!
-timeout 150 "$SAN" --tool synccheck --error-exitcode 9 python3 "$OUT/tf32_sanitize.py" >"$OUT/synccheck.log" 2>&1 &
+sanitize synccheck "$OUT/synccheck.log" 150 python3 "$OUT/tf32_sanitize.py" &
 p_sync=$!
 wait $p_race; rc_race=$?
 wait $p_sync; rc_sync=$?

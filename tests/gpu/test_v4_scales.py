@@ -7,11 +7,9 @@ import pytest
 import torch
 
 from support.inputs import qkv
-from support.runner import attend, check
+from support.runner import attend, check, needs_sm90
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
-)
+pytestmark = needs_sm90
 
 SCALES = [-0.3, 0.0, 0.7]
 # (name, L, S, causal, env): S <= 1024 runs the persistent kernel, causal S > 1024 the one-item kernel,

@@ -9,13 +9,11 @@ import pytest
 import torch
 
 import flash_attn_ext
-from support.inputs import qkv
+from support.inputs import poisoned_view, qkv
 from support.numerics import assert_matches_reference
-from support.runner import attend, check
+from support.runner import attend, check, needs_sm90
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
-)
+pytestmark = needs_sm90
 
 # (B, H, Hkv, L, S, E, causal)
 CASES = [
@@ -41,21 +39,14 @@ def test_tf32_matches_within_budget(gen, B, H, Hkv, L, S, E, causal):
     _tf32_budget_check(q, k, v, causal)
 
 
-def _nan_framed(t):
-    """t's values as a view into a NaN buffer with one spare row before and four spare columns before each row:
-    strides and base stay 16-byte aligned (the TMA's rule), and any read past the view's edges picks up NaN."""
-    B, H, N, E = t.shape
-    big = torch.full((B, H, N + 2, E + 8), float("nan"), dtype=t.dtype, device=t.device)
-    view = big[:, :, 1 : N + 1, 4 : E + 4]
-    view.copy_(t)
-    return view
-
-
 @pytest.mark.parametrize("E", [64, 128])
 def test_tf32_strided_inputs_framed_by_nan(gen, E):
+    # Four NaN floats around every dimension keep the base and strides 16-byte aligned (the TMA's rule), and
+    # any read past the view's edges picks up NaN.
     q, k, v = qkv(gen, B=2, H=2, L=150, S=333, E=E, device="cuda")
-    qs, ks, vs = (_nan_framed(t) for t in (q, k, v))
+    qs, ks, vs = (poisoned_view(t, pad=4) for t in (q, k, v))
     assert not qs.is_contiguous()
+    assert flash_attn_ext.explain(qs, ks, vs, causal="bottom_right", float32_precision="tf32")["kernel"] == "v4_wgmma"
     out, lse = _tf32_budget_check(qs, ks, vs, "bottom_right")
     dense = attend("v4_wgmma", q, k, v, causal="bottom_right", float32_precision="tf32")
     assert torch.equal(out, dense[0]) and torch.equal(lse, dense[1])

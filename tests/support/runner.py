@@ -10,6 +10,11 @@ import flash_attn_ext
 
 from .numerics import assert_matches_reference
 
+# Tests of the Hopper rung's own paths (v4_wgmma takes calls on compute capability 9.0 only).
+needs_sm90 = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
+)
+
 
 def declines(kernel, q, k, v, scale=None, mask=None, causal=False, float32_precision="auto"):
     """Why ``kernel`` will not take these inputs, or None when it takes them."""
