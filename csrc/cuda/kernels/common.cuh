@@ -16,6 +16,11 @@ namespace flash_attn_ext::cuda {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+// The lazy running max of the 16-bit tensor-core rungs (v3_mma/softmax.cuh, v4_wgmma/softmax.cuh): a row's
+// max moves only when a tile's max passes it by more than this, in exp2 units, so probabilities stay below
+// 2^8: far inside float and the 16-bit P types; the output is the same up to rounding (m cancels between O
+// and the row sum).
+constexpr float kMaxSlack = 8.f;
 
 // Register arrays need compile-time sizes, so head dims are rounded up to one of
 // four buckets; run-time guards skip the padding.

@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "../common.cuh"
+
 namespace flash_attn_ext::cuda::v3 {
 
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -35,11 +37,10 @@ __device__ __forceinline__ float quad_sum(float x) {
 // modes keep the fused form (bit-identical code; the drift is far below their rounding).
 //
 // LAZY (16-bit modes): a row's running max moves only when the tile's max passes it by more than
-// kMaxSlack in exp2 units, so p = exp2(s c - m c) stays below 2^8; a row whose max stays gets
+// kMaxSlack (common.cuh) in exp2 units, so p = exp2(s c - m c) stays below 2^8; a row whose max stays gets
 // alpha = 1 exactly, and a warp whose rows all kept theirs skips the O rescale (NO x 4 FMULs per
 // row pair, 2 per score at E = 128 with 64-key tiles). The output is the same up to rounding: m
 // cancels between O and l. (FlashAttention-4's trick; the Hopper rung's step 11 in NOTES_v4.md.)
-constexpr float kMaxSlack = 8.f;
 
 template <int NB, int NO, bool EXACT_RESCALE = false, bool LAZY = false>
 __device__ __forceinline__ void online_softmax(float (&S)[NB][4], float (&O)[NO][4], float (&m)[2], float (&l)[2],

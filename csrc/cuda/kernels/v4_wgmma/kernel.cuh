@@ -306,7 +306,7 @@ struct Ring {
 
 // Named barriers: 1 .. 3 are the pingpong turns, 4 + cw the private ones of consumer warpgroup cw
 // (Q's sign flip below, the persistent kernels' epilogue).
-constexpr int kEpilogueBarrier = 4;
+constexpr int kWarpgroupBarrier = 4;
 
 // A negative scale runs as |scale| on -Q (softmax.cuh says why): once a Q tile has landed, each
 // consumer warpgroup flips the sign bits of its own 64 rows (8 KB per 64-value chunk, any swizzle)
@@ -330,7 +330,7 @@ __device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
     }
   }
   ptx::fence_proxy_async_smem();
-  ptx::named_bar_sync(kEpilogueBarrier + cw, 128);
+  ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
 }
 
 // One consumer warpgroup's attention over one work item: 64 query rows starting at
@@ -520,7 +520,7 @@ __device__ __forceinline__ void store_o_tma(const Args& a, const float (&o)[C::E
   finish_rows(m, l, a.scale_log2, inv, lse);
   const uint32_t slice = o_tile + cw * 64 * 128;
   if (tid == 0) ptx::tma_store_wait_read<0>();
-  ptx::named_bar_sync(kEpilogueBarrier + cw, 128);
+  ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = warp * 16 + g + 8 * r;  // row % 8 == g
@@ -531,7 +531,7 @@ __device__ __forceinline__ void store_o_tma(const Args& a, const float (&o)[C::E
     }
   }
   ptx::fence_proxy_async_smem();
-  ptx::named_bar_sync(kEpilogueBarrier + cw, 128);
+  ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
   if (tid == 0) {
 #pragma unroll
     for (int c = 0; c < E / kChunk; ++c)

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../common.cuh"
+
 namespace flash_attn_ext::cuda::v4 {
 
 __device__ __forceinline__ float ex2(float x) {
@@ -55,17 +57,12 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
   }
 }
 
-// How far (in exp2 units, i.e. times c) a tile's row max may pass the running max before the running
-// max moves (LAZY). Until it moves, p = exp2(s c - m c) stays below 2^8: far inside float and the
-// 16-bit P types, and the output is the same up to rounding (m cancels between O and the row sum).
-constexpr float kMaxSlack = 8.f;
-
 // One online-softmax step on raw scores: updates the running max m[2] (raw units) and the
 // per-thread partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c)
 // and returns the factors alpha[2] that rescale the output accumulator. A row that has seen only
 // -inf keeps m = -inf; its exponent base is 0 instead, so nothing computes -inf - -inf, and its
 // p are 0.
-// LAZY: the running max moves only when the tile's max passes it by more than kMaxSlack; a row
+// LAZY: the running max moves only when the tile's max passes it by more than kMaxSlack (common.cuh); a row
 // whose max stays gets alpha = 1 exactly, and rescale_o (kernel.cuh) skips a warp whose rows all
 // stayed. Otherwise the max moves with every tile that raises it.
 template <int N, bool LAZY = false>
