@@ -117,8 +117,8 @@ def test_masks_in_half_precision(device, kernel, gen, dtype):
     check(kernel, q, k, v, mask=float_mask((113, 203), gen, dtype=dtype, device=device))
 
 
-# Shapes the Hopper rung takes (16-bit, E in {64, 128}): the tests above use E = 16, which v4_wgmma
-# declines, so these run every bool-mask path of v4 (bits packed per 128 x 128 tile: tiles nobody
+# Shapes at the Hopper rung's own head dims (16-bit, E in {64, 128}; the tests above use E = 16, which
+# v4_wgmma runs padded to 64): every bool-mask path of v4 (bits packed per 128 x 128 tile: tiles nobody
 # sees skipped, tiles everybody sees unmasked, the rest masked) on every kernel. L and S cross
 # 128-row and 128-key tile edges with tails.
 FAST_B, FAST_H, FAST_L, FAST_S = 2, 3, 150, 290

@@ -283,7 +283,7 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
     if (p.dtype == ScalarKind::kFloat32)
       return {"v4_wgmma", "sm_90, float32 with float32_precision='tf32', E == Ev in {64, 128}, no mask, TMA-aligned "
                           "rows: the Hopper rung on TF32 tensor cores (V transposed by its producer warpgroup)"};
-    return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev in {64, 128, 256}, ") +
+    return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev <= 256 (run on the next of 64, 128, 256 columns), ") +
                             (p.mask_kind == MaskKind::kBool
                                  ? "a bool mask (packed to bits and classified per 128 x 128 tile once per call)"
                                  : "no mask") +

@@ -489,6 +489,7 @@ __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::
     T* orow = out + static_cast<int64_t>(row) * a.o_sl;
 #pragma unroll
     for (int jb = 0; jb < E / 8; ++jb) {
+      if (8 * jb + 2 * t >= a.ev) break;  // padded columns (Ev is even: launch.cu's output rule)
       const float lo = o[4 * jb + 2 * r] * inv[r], hi = o[4 * jb + 2 * r + 1] * inv[r];
       if constexpr (std::is_same<T, float>::value)
         *reinterpret_cast<float2*>(orow + 8 * jb + 2 * t) = make_float2(lo, hi);

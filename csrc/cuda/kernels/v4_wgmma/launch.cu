@@ -11,10 +11,11 @@
 namespace flash_attn_ext::cuda {
 namespace {
 
+// Head dims run on the next of 64, 128, 256 (zeros past p.E, prepare() in launch_template.cuh).
 template <typename T, bool CAUSAL>
 bool run_e(const FwdParams& p, cudaStream_t s) {
-  if (p.E == 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
-  if (p.E == 128) return v4::run_v4<T, 128, CAUSAL>(p, s);
+  if (p.E <= 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
+  if (p.E <= 128) return v4::run_v4<T, 128, CAUSAL>(p, s);
   if constexpr (std::is_same<T, float>::value) return false;
   else return v4::run_v4<T, 256, CAUSAL>(p, s);
 }
@@ -36,11 +37,11 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   } else if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) {
     return no("takes float16/bfloat16, or float32 with float32_precision='tf32'");
   }
-  if (p.E != p.Ev || (p.E != 64 && p.E != 128 && p.E != 256)) return no("takes E == Ev in {64, 128, 256} only");
+  if (p.E != p.Ev || p.E > 256) return no("takes E == Ev up to 256 only (run on 64, 128 or 256 columns)");
   if (p.mask_kind == MaskKind::kFloat)
     return no("takes bool masks but not float (additive) masks yet: those run on v3_mma");
   if (p.mask_kind == MaskKind::kBool) {
-    if (p.E == 256) return no("takes bool masks at E in {64, 128} only (no masked E = 256 kernel yet)");
+    if (p.E > 128) return no("takes bool masks at E <= 128 only (no masked E = 256 kernel yet)");
     const v4::MaskLayout lay = v4::MaskLayout::make(p.B, p.H, p.L, p.S, p.m_sb, p.m_sh);
     if (lay.MB * lay.MH * lay.MT * lay.NT >= (int64_t(1) << 31) - 1 || lay.NT >= (int64_t(1) << 24))
       return no("takes bool masks only up to 2^31 128 x 128 mask tiles");
@@ -68,9 +69,9 @@ bool launch_v4_wgmma(const FwdParams& p, cudaStream_t stream, void* workspace) {
   if (p.mask_kind == MaskKind::kBool) {
     if (workspace == nullptr) return false;
     if (p.dtype == ScalarKind::kBFloat16)
-      return p.E == 64 ? v4::run_v4_masked<__nv_bfloat16, 64>(p, workspace, stream)
+      return p.E <= 64 ? v4::run_v4_masked<__nv_bfloat16, 64>(p, workspace, stream)
                        : v4::run_v4_masked<__nv_bfloat16, 128>(p, workspace, stream);
-    return p.E == 64 ? v4::run_v4_masked<__half, 64>(p, workspace, stream)
+    return p.E <= 64 ? v4::run_v4_masked<__half, 64>(p, workspace, stream)
                      : v4::run_v4_masked<__half, 128>(p, workspace, stream);
   }
   const bool causal = p.causal != CausalMode::kNone;

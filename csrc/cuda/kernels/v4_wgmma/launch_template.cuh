@@ -45,9 +45,12 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
   a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
-  return tma::make_head_map<T>(&tq, p.q, C::E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
-         tma::make_head_map<T>(&tk, p.k, C::E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
-         (tv == nullptr || tma::make_head_map<T>(tv, p.v, C::E, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN));
+  // The maps span the tensors' own head dim p.E (<= C::E): the TMA fills the columns beyond it with zeros,
+  // which add nothing to Q K^T and give O columns that are never stored (a.ev).
+  a.ev = static_cast<int>(p.Ev);
+  return tma::make_head_map<T>(&tq, p.q, p.E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
+         tma::make_head_map<T>(&tk, p.k, p.E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
+         (tv == nullptr || tma::make_head_map<T>(tv, p.v, p.Ev, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN));
 }
 
 // Launches kernel on `blocks` CTAs of C::kThreads with `smem` bytes of dynamic shared memory.
@@ -83,7 +86,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   Args a;
   CUtensorMap tq, tk, tv, to;
   if (!prepare<T, C, CAUSAL>(p, a, tq, tk, &tv)) return false;
-  if (!tma::make_head_map<T>(&to, p.out, C::E, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
+  if (!tma::make_head_map<T>(&to, p.out, p.Ev, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);

@@ -1,0 +1,55 @@
+"""Head dims the Hopper rung pads: E == Ev below 256 that is not 64, 128 or 256 runs on the next of them, the
+TMA filling the columns past E with zeros (nothing in Q K^T, O columns that are never stored). Through the
+persistent, one-item, cross-item and masked kernels, with key and query tails, GQA, both causal alignments,
+and outputs whose rows end where E does (a stored padded column would land in the next row)."""
+import pytest
+import torch
+
+import flash_attn_ext
+from support.inputs import qkv
+from support.runner import check
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
+)
+
+HEAD_DIMS = [8, 40, 72, 96, 112, 160, 200]
+# (name, L, S, causal): S <= 1024 runs the persistent kernel, causal S > 1024 the one-item kernel,
+# non-causal 1024 < S <= 4096 the cross-item kernel at 64 < E <= 128 (launch_template.cuh's routing).
+PATHS = [
+    ("persistent", 300, 257, "bottom_right"),
+    ("one-item", 1100, 1300, "top_left"),
+    ("cross-item", 700, 1500, False),
+]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p[0] for p in PATHS])
+@pytest.mark.parametrize("E", HEAD_DIMS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_padded_head_dims(gen, dtype, E, path):
+    _, L, S, causal = path
+    q, k, v = qkv(gen, B=2, H=4, Hkv=2, L=L, S=S, E=E, dtype=dtype, device="cuda")
+    assert flash_attn_ext.explain(q, k, v, causal=causal)["kernel"] == "v4_wgmma"
+    out, _ = check("v4_wgmma", q, k, v, causal=causal)
+    assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("E", [40, 96])
+def test_padded_head_dims_with_a_bool_mask(gen, E):
+    q, k, v = qkv(gen, B=2, H=2, L=300, S=400, E=E, dtype=torch.bfloat16, device="cuda")
+    mask = torch.rand(300, 400, generator=gen) < 0.5
+    mask[5] = False
+    check("v4_wgmma", q, k, v, mask=mask.cuda(), causal="bottom_right")
+
+
+def test_padded_head_dim_views_framed_by_nan(gen):
+    # q/k/v as views into wider NaN-filled rows: a load past E would bring NaN in.
+    q, k, v = qkv(gen, B=1, H=2, L=200, S=333, E=40, dtype=torch.bfloat16, device="cuda")
+    views = []
+    for t in (q, k, v):
+        big = torch.full((*t.shape[:-1], 64), float("nan"), dtype=t.dtype, device=t.device)
+        big[..., :40] = t
+        views.append(big[..., :40])
+    out, _ = check("v4_wgmma", *views, causal=True)
+    ref, _ = check("v4_wgmma", q, k, v, causal=True)
+    assert torch.equal(out, ref)
