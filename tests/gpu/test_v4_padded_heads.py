@@ -7,11 +7,9 @@ import torch
 
 import flash_attn_ext
 from support.inputs import qkv
-from support.runner import check
+from support.runner import check, needs_sm90
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
-)
+pytestmark = needs_sm90
 
 HEAD_DIMS = [8, 40, 72, 96, 112, 160, 200]
 # (name, L, S, causal): S <= 1024 runs the persistent kernel, causal S > 1024 the one-item kernel,
