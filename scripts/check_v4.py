@@ -188,8 +188,11 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # (the next item's first Q K^T issued with the current item's last P V; NOTES_v4.md step 8),
 # "v4_xitem7" the same on 7 CTAs (many items per CTA, so the cross step runs on every shape).
 # "v4_narrow" the default without the wide tiles (128 x 176, 192 x 128 causal) at S >= 2048.
-# E = 256 has one tile and no persistent kernel: there v4_onecta, v4_persist and v4_persist7 run
-# exactly what v4 runs, so the correctness sweep leaves E = 256 out for them.
+# Any variant with "_g<n>" appended ("v4_g16", "v4_persist_g4", "v4_gall") runs with the causal work
+# order's heads grouped by n (FLASH_ATTN_EXT_V4_HEAD_GROUP; kernel.cuh, item_at). "v3" (timing only)
+# is the v3_mma rung, beside v4 at the head dims v4 pads.
+# E > 128 runs on the E = 256 tile, which has no persistent kernel: there v4_onecta, v4_persist and
+# v4_persist7 run exactly what v4 runs, so the correctness sweep leaves those head dims out for them.
 VARIANTS = {
     "v4": {},
     "v4_onecta": {"FLASH_ATTN_EXT_V4_PERSISTENT": "0"},
@@ -206,13 +209,20 @@ LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")
 BENCH = os.environ.get("V4_BENCH", "v4,v4_onecta").split(",")
 
 
+def variant_env(variant):
+    base, _, group = variant.rpartition("_g")
+    if base in VARIANTS and (group.isdigit() or group == "all"):
+        return {**VARIANTS[base], "FLASH_ATTN_EXT_V4_HEAD_GROUP": "1000000000" if group == "all" else group}
+    return VARIANTS.get(variant, {})
+
+
 def set_variant(variant):
     clear_variant()
-    os.environ.update(VARIANTS[variant])
+    os.environ.update(variant_env(variant))
 
 
 def clear_variant():
-    for env in VARIANTS.values():
+    for env in [*VARIANTS.values(), {"FLASH_ATTN_EXT_V4_HEAD_GROUP": ""}]:
         for name in env:
             os.environ.pop(name, None)
 
@@ -221,8 +231,8 @@ def correctness(loop, head_dims):
     """The whole sweep for one variant."""
     set_variant(loop)
     shapes = [(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1), (300, 257), (128, 256), (640, 384)]
-    if loop in SAME_AS_V4_AT_E256:
-        head_dims = [E for E in head_dims if E != 256]
+    if loop.partition("_g")[0] in SAME_AS_V4_AT_E256:
+        head_dims = [E for E in head_dims if E <= 128]
     for dt, E in itertools.product((torch.bfloat16, torch.float16), head_dims):
         for L, S in shapes:
             q, k, v = rand(2, 3, L, E, dtype=dt), rand(2, 3, S, E, dtype=dt), rand(2, 3, S, E, dtype=dt)
@@ -284,16 +294,18 @@ def bench_ms(fn):
     return tt.do_bench(fn, warmup=25, rep=80, return_mode="median")
 
 
-def bench(Ns, dtypes, head_dims):
+def bench(Ns, dtypes, head_dims, which="both"):
     rows = []
-    for dt, E, N, causal in itertools.product(dtypes, head_dims, Ns, (False, True)):
+    causals = {"both": (False, True), "yes": (True,), "no": (False,)}[which]
+    for dt, E, N, causal in itertools.product(dtypes, head_dims, Ns, causals):
         B, H = max(16384 // N, 1), 2048 // E
         q, k, v = (torch.randn(B, H, N, E, device=DEV, dtype=dt) for _ in range(3))
         flops = 4 * B * H * N * N * E / (2 if causal else 1)
         r = {"dtype": str(dt).split(".")[1], "E": E, "N": N, "causal": causal}
         for loop in BENCH:
             set_variant(loop)
-            r[loop] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")) / 1e9
+            kernel = "v3_mma" if loop == "v3" else "v4_wgmma"
+            r[loop] = flops / bench_ms(lambda: fa.flash_attention(q, k, v, causal=causal, kernel=kernel)) / 1e9
             clear_variant()
         for name, be in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
             def run(be=be):
@@ -317,6 +329,7 @@ def main():
     ap.add_argument("--ns", default="512,1024,4096,16384")
     ap.add_argument("--dtypes", default="bfloat16,float16")
     ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--causal", choices=("both", "yes", "no"), default="both", help="which timing rows")
     ap.add_argument("--mask-only", action="store_true",
                     help="only the bool-mask sweep and the mask timing rows (the unmasked paths are unchanged)")
     ap.add_argument("--no-mask", action="store_true", help="skip the bool-mask sweep and timing rows")
@@ -336,7 +349,8 @@ def main():
         for key, (n, ok, rel) in stats.items():
             print(f"correctness {key}: {ok}/{n} passed, max err/max|ref| {rel:.2e}")
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-    rows = [] if args.no_bench or args.mask_only else bench([int(n) for n in args.ns.split(",")], dtypes, head_dims)
+    rows = [] if args.no_bench or args.mask_only else bench([int(n) for n in args.ns.split(",")], dtypes, head_dims,
+                                                                       args.causal)
     mask_rows = [] if args.no_bench or args.no_mask else bench_mask()
     if args.json:
         with open(args.json, "w") as f:

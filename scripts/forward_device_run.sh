@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the H200, < 590 s: the forward's whole check after a softmax change in v3 and v4. First
-# scripts/v4_softmax_device_run.sh (build, the whole pytest suite, check_v4's sweeps, compute-sanitizer over
+# scripts/v4_check_device_run.sh (build, the whole pytest suite, check_v4's sweeps, compute-sanitizer over
 # v4, then the v4 grid beside SDPA flash and cuDNN: args passed on); then memcheck and racecheck over
 # scripts/v3_sanitize.py; then v3 beside SDPA flash (scripts/v3_vs_flash.py, E = 64, 128, 256); last, when
 # V3_AB_SED is set, that sed expression applied to csrc/cuda/kernels/v3_mma/kernel.cuh (this machine's copy
@@ -11,7 +11,7 @@ set -o pipefail
 OUT=${1:-/tmp/forward_out}
 shift || true
 mkdir -p "$OUT/v4"
-bash scripts/v4_softmax_device_run.sh "$OUT/v4" "$@" >"$OUT/v4.txt" 2>&1
+bash scripts/v4_check_device_run.sh "$OUT/v4" "$@" >"$OUT/v4.txt" 2>&1
 rc_v4=$?
 source scripts/device_env.sh
 for t in memcheck racecheck; do

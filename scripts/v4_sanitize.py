@@ -3,14 +3,17 @@ the wide tiles; the last shapes give the persistent kernel several work items pe
 FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with no visible key) for compute-sanitizer.
 E = 256 (one 128 x 80 tile, one-CTA kernel) gets its own, shorter list: key and query tails (257,
 300: not multiples of 80 or 128), both causal alignments, whole query blocks that see no key, GQA.
-V4_SAN_E picks the head dims (comma-separated, 64,128,256 by default).
+V4_SAN_E picks the head dims (comma-separated, 64,128,256 by default; others run padded, those above 128
+with E = 256's list).
 
     compute-sanitizer --tool synccheck python scripts/v4_sanitize.py
     compute-sanitizer --tool memcheck python scripts/v4_sanitize.py --mask   # bool masks only
 
 --mask runs the bool-mask path instead (pre-pass + masked kernel): tails on both axes, every
 broadcast form, causal both ways, a key-padding mask (V rows zeroed in shared memory), fully
-masked rows and query blocks with no visible tile.
+masked rows and query blocks with no visible tile; V4_SAN_MASK_E picks its head dims (64,128).
+--tf32 runs the float32 kernel instead (float32_precision='tf32'): tails, both causal alignments,
+GQA, a single query row.
 """
 import os
 import sys
@@ -26,8 +29,14 @@ CASES_256 = ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bot
              (2, 200, 330, True), (4, 1000, 300, "bottom_right"))
 
 torch.manual_seed(0)
-if "--mask" in sys.argv:
-    for E in (64, 128):
+if "--tf32" in sys.argv:
+    for E, L, S, H, Hkv, causal in ((128, 257, 300, 4, 2, "top_left"), (128, 300, 130, 2, 2, "bottom_right"),
+                                    (64, 130, 200, 4, 1, False), (64, 97, 65, 2, 2, True), (128, 1, 70, 2, 2, False)):
+        q = torch.randn(1, H, L, E, device="cuda")
+        k, v = torch.randn(1, Hkv, S, E, device="cuda"), torch.randn(1, Hkv, S, E, device="cuda")
+        fa.flash_attention(q, k, v, causal=causal, return_lse=True, kernel="v4_wgmma", float32_precision="tf32")
+elif "--mask" in sys.argv:
+    for E in (int(e) for e in os.environ.get("V4_SAN_MASK_E", "64,128").split(",")):
         for H, L, S, causal in ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),
                                 (2, 129, 700, False), (4, 1000, 300, "bottom_right")):
             q = torch.randn(2, H, L, E, device="cuda", dtype=torch.bfloat16)
@@ -43,7 +52,7 @@ if "--mask" in sys.argv:
             fa.flash_attention(q, k, v, mask=mask, causal=causal, scale=-0.2, kernel="v4_wgmma")
 else:
     for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,256").split(",")):
-        for H, L, S, causal in CASES_256 if E == 256 else CASES:
+        for H, L, S, causal in CASES_256 if E > 128 else CASES:
             q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
             k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))
             fa.flash_attention(q, k, v, causal=causal, kernel="v4_wgmma")

@@ -23,29 +23,14 @@ rc_ptx=$?
 timeout 200 python3 -m pytest -q -n 16 tests -p no:cacheprovider \
   >"$OUT/pytest.log" 2>&1 &
 p_test=$!
-cat >"$OUT/tf32_sanitize.py" <<'EOF'
-import torch
-import flash_attn_ext as fa
-
-torch.manual_seed(0)
-calls = 0
-for E, L, S, H, Hkv, causal in ((128, 257, 300, 4, 2, "top_left"), (128, 300, 130, 2, 2, "bottom_right"),
-                                (64, 130, 200, 4, 1, False), (64, 97, 65, 2, 2, True), (128, 1, 70, 2, 2, False)):
-    q = torch.randn(1, H, L, E, device="cuda")
-    k, v = torch.randn(1, Hkv, S, E, device="cuda"), torch.randn(1, Hkv, S, E, device="cuda")
-    fa.flash_attention(q, k, v, causal=causal, return_lse=True, kernel="v4_wgmma", float32_precision="tf32")
-    calls += 1
-torch.cuda.synchronize()
-print(f"tf32_sanitize: {calls} calls done")
-EOF
-sanitize memcheck "$OUT/memcheck.log" 200 python3 "$OUT/tf32_sanitize.py" &
+sanitize memcheck "$OUT/memcheck.log" 200 python3 scripts/v4_sanitize.py --tf32 &
 p_mem=$!
 wait $p_test; rc_test=$?
 wait $p_mem; rc_mem=$?
 since "pytest + memcheck done"
-sanitize racecheck "$OUT/racecheck.log" 150 python3 "$OUT/tf32_sanitize.py" &
+sanitize racecheck "$OUT/racecheck.log" 150 python3 scripts/v4_sanitize.py --tf32 &
 p_race=$!
-sanitize synccheck "$OUT/synccheck.log" 150 python3 "$OUT/tf32_sanitize.py" &
+sanitize synccheck "$OUT/synccheck.log" 150 python3 scripts/v4_sanitize.py --tf32 &
 p_sync=$!
 wait $p_race; rc_race=$?
 wait $p_sync; rc_sync=$?
@@ -57,7 +42,7 @@ echo "== TF32 wgmma unit test (rc $rc_ptx)"; tail -3 "$OUT/ptx_test.log"
 echo "== pytest, whole suite (rc $rc_test)"; grep -E "passed|failed|error" "$OUT/pytest.log" | tail -3
 grep -E "^FAILED|^ERROR" "$OUT/pytest.log" | head -15
 for t in memcheck racecheck synccheck; do
-  echo "== $t"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|tf32_sanitize|Error" "$OUT/$t.log" | head -4
+  echo "== $t"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|v4_sanitize|Error" "$OUT/$t.log" | head -4
 done
 since "rc pytest $rc_test memcheck $rc_mem racecheck $rc_race synccheck $rc_sync bench $rc_bench"
 echo "== float32 forward (rc $rc_bench)"

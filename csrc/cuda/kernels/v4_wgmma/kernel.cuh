@@ -568,18 +568,25 @@ struct Item {
   int row0, h, b;
 };
 
-// The one-item grid's item for this CTA: tiles of one head are adjacent in launch order so they
-// share K/V in L2; under causal the longest rows (last query tiles) start first.
+// Work item `it` (the one-item grid's CTA `it`, or the persistent kernels' `it`-th item): query block
+// and (b, h). Heads come in groups of a.head_group, so the CTAs running at once read the K/V of a few
+// heads, which stay in L2. Without causal a head's query blocks are adjacent; with causal each group
+// runs longest first (the last query block of every head in the group, then the ones before), so a
+// group ends on short items and no long item starts just before the grid runs dry.
 template <class C, bool CAUSAL>
-__device__ __forceinline__ Item block_item(const Args& a) {
-  const int bh = blockIdx.x / a.num_m;
-  int m_blk = blockIdx.x % a.num_m;
-  if constexpr (CAUSAL) m_blk = a.num_m - 1 - m_blk;
-  Item w;
-  w.b = bh / a.H;
-  w.h = bh % a.H;
-  w.row0 = m_blk * C::kBlockM;
-  return w;
+__device__ __forceinline__ Item item_at(const Args& a, int it) {
+  int bh, m_blk;
+  if constexpr (CAUSAL) {
+    const int per_group = a.head_group * a.num_m;
+    const int group = it / per_group, r = it % per_group;
+    const int heads = min(a.head_group, a.num_items / a.num_m - group * a.head_group);
+    m_blk = a.num_m - 1 - r / heads;
+    bh = group * a.head_group + r % heads;
+  } else {
+    bh = it / a.num_m;
+    m_blk = it % a.num_m;
+  }
+  return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
 }
 
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
@@ -589,7 +596,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   typename C::Smem& s = smem_layout<typename C::Smem>();
 
-  const Item w = block_item<C, CAUSAL>(a);
+  const Item w = item_at<C, CAUSAL>(a, blockIdx.x);
   const int row0 = w.row0, h = w.h, b = w.b, hk = h / a.group;
   const int n_tiles = key_tiles<C, CAUSAL>(a, row0);
 
@@ -615,25 +622,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #else
   __trap();  // built without sm_90a: the host never launches this
 #endif
-}
-
-// Work item `it` of the persistent kernel: query block and (b, h). Without causal a head's
-// blocks are adjacent (K/V reuse in L2, as in the one-item grid); with causal the order is
-// longest first over all heads (last query blocks of every head, then the ones before), so
-// the static round robin below hands each CTA a long item before short ones and the tail of
-// the grid is made of short items.
-template <class C, bool CAUSAL>
-__device__ __forceinline__ Item item_at(const Args& a, int it) {
-  int bh, m_blk;
-  if constexpr (CAUSAL) {
-    const int n_bh = a.num_items / a.num_m;
-    m_blk = a.num_m - 1 - it / n_bh;
-    bh = it % n_bh;
-  } else {
-    bh = it / a.num_m;
-    m_blk = it % a.num_m;
-  }
-  return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
 }
 
 // The persistent kernels' mbarriers (kernel.cuh's and kernel_xitem.cuh's), set by thread 0 before

@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   typename C::Smem& s = smem_layout<typename C::Smem>();
 
-  const Item w = block_item<C, CAUSAL>(a);
+  const Item w = item_at<C, CAUSAL>(a, blockIdx.x);
   const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
 
   if (threadIdx.x == 0) {

@@ -18,6 +18,14 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
+// Heads per group in the causal work order (kernel.cuh, item_at): `fallback` unless
+// FLASH_ATTN_EXT_V4_HEAD_GROUP=n asks for another (A/B runs), within 1 .. B * H.
+inline int head_group(const FwdParams& p, int64_t fallback) {
+  const char* env = std::getenv("FLASH_ATTN_EXT_V4_HEAD_GROUP");
+  const int64_t g = env != nullptr && std::atoll(env) > 0 ? std::atoll(env) : fallback;
+  return static_cast<int>(std::clamp<int64_t>(g, 1, std::max<int64_t>(p.B * p.H, 1)));
+}
+
 // Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
 // float32 kernel reads V itself); false if a map cannot be encoded.
 template <typename T, class C, bool CAUSAL>
@@ -32,6 +40,7 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   a.H = static_cast<int>(p.H);
   a.group = static_cast<int>(p.group);
   a.causal_offset = static_cast<int>(p.causal_offset);
+  a.head_group = head_group(p, 1);
   // The softmax needs c > 0 (softmax.cuh): a negative scale runs as |c| on -Q, which the consumers
   // negate in shared memory; a zero scale as c = 2^-100, with which exp2(c (s - m)) rounds to 1 for
   // every finite score, as with c = 0, while hidden keys stay -inf instead of -inf * 0 = NaN.
@@ -86,6 +95,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   Args a;
   CUtensorMap tq, tk, tv, to;
   if (!prepare<T, C, CAUSAL>(p, a, tq, tk, &tv)) return false;
+  a.head_group = head_group(p, p.B * p.H);
   if (!tma::make_head_map<T>(&to, p.out, p.Ev, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   int dev = 0, sms = 0;
