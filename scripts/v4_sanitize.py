@@ -17,6 +17,7 @@ GQA, a single query row.
 """
 import os
 import sys
+import time
 
 import torch
 
@@ -29,6 +30,7 @@ CASES_256 = ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bot
              (2, 200, 330, True), (4, 1000, 300, "bottom_right"))
 
 torch.manual_seed(0)
+start = time.time()
 if "--tf32" in sys.argv:
     for E, L, S, H, Hkv, causal in ((128, 257, 300, 4, 2, "top_left"), (128, 300, 130, 2, 2, "bottom_right"),
                                     (64, 130, 200, 4, 1, False), (64, 97, 65, 2, 2, True), (128, 1, 70, 2, 2, False)):
@@ -59,4 +61,4 @@ else:
             if L == 300:  # a negative scale: the consumers flip Q's sign in shared memory first
                 fa.flash_attention(q, k, v, scale=-0.2, causal=causal, kernel="v4_wgmma")
 torch.cuda.synchronize()
-print("v4_sanitize: done")
+print(f"v4_sanitize: done in {time.time() - start:.1f} s")

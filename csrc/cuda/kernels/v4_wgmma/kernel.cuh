@@ -568,15 +568,18 @@ struct Item {
   int row0, h, b;
 };
 
-// Work item `it` (the one-item grid's CTA `it`, or the persistent kernels' `it`-th item): query block
-// and (b, h). Heads come in groups of a.head_group, so the CTAs running at once read the K/V of a few
-// heads, which stay in L2. Without causal a head's query blocks are adjacent; with causal each group
-// runs longest first (the last query block of every head in the group, then the ones before), so a
-// group ends on short items and no long item starts just before the grid runs dry.
+// Work item `it` (the one-item grid's CTA `it`, or an item of the persistent kernels' order): query
+// block and (b, h). Without causal a head's query blocks are adjacent, so that CTAs running at once
+// share K/V in L2. With causal, items differ in length, in one of two orders:
+// - a.head_group > 0: heads in groups of a.head_group (the K/V of a group fits in L2), each group
+//   longest first (the last query block of every head in the group, then the ones before), so a
+//   group ends on short items and no long item starts just before the grid runs dry;
+// - a.head_group == 0 (the persistent kernel, with cta_item below): each head's blocks as pairs
+//   (last, first), (second last, second), ..., whose key tiles add up to about the same.
 template <class C, bool CAUSAL>
 __device__ __forceinline__ Item item_at(const Args& a, int it) {
   int bh, m_blk;
-  if constexpr (CAUSAL) {
+  if (CAUSAL && a.head_group > 0) {
     const int per_group = a.head_group * a.num_m;
     const int group = it / per_group, r = it % per_group;
     const int heads = min(a.head_group, a.num_items / a.num_m - group * a.head_group);
@@ -585,8 +588,19 @@ __device__ __forceinline__ Item item_at(const Args& a, int it) {
   } else {
     bh = it / a.num_m;
     m_blk = it % a.num_m;
+    if (CAUSAL) m_blk = m_blk % 2 == 0 ? a.num_m - 1 - m_blk / 2 : m_blk / 2;
   }
   return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
+}
+
+// The persistent kernel's k-th work item on this CTA (num_items or more: none left). A static order:
+// items c, c + G, c + 2G, ... on CTA c of G, or under causal with paired items (a.head_group == 0)
+// pairs c, c + G, ..., both items of a pair in turn, so every CTA gets about the same number of key
+// tiles (NOTES_v4.md step 13).
+template <bool CAUSAL>
+__device__ __forceinline__ int64_t cta_item(const Args& a, int k) {
+  if (CAUSAL && a.head_group == 0) return 2 * (blockIdx.x + static_cast<int64_t>(gridDim.x) * (k / 2)) + k % 2;
+  return blockIdx.x + static_cast<int64_t>(gridDim.x) * k;
 }
 
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
@@ -648,8 +662,8 @@ __device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUten
   ptx::tma_prefetch_desc(tk);
   ptx::tma_prefetch_desc(tv);
   uint32_t g0 = 0, q_count = 0;  // K/V tiles and Q buffers used so far by this CTA
-  for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
-    const Item w = item_at<C, CAUSAL>(a, it);
+  for (int k = 0; cta_item<CAUSAL>(a, k) < a.num_items; ++k) {
+    const Item w = item_at<C, CAUSAL>(a, static_cast<int>(cta_item<CAUSAL>(a, k)));
     const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
     if (n_tiles == 0) continue;
     const uint32_t qb = q_count % kQStages;
@@ -661,13 +675,13 @@ __device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUten
   }
 }
 
-// Persistent grid (about one CTA per SM): CTA c takes items c, c + G, c + 2G, ... (static
-// round robin, the same sequence in the producer and in every consumer warpgroup, so they
-// agree on each item's tile count without talking). The producer runs ahead into the next
-// item as soon as ring stages and a Q buffer free up, so the next item's first Q/K/V loads
-// overlap the current item's last tiles and its epilogue, and the epilogue's O store (TMA)
-// overlaps the next item's compute. Items with no visible key (causal, rows above the first
-// key) load nothing; their consumers still write O = 0 and LSE = -inf.
+// Persistent grid (about one CTA per SM): CTA c takes the items cta_item gives it (a static order,
+// the same sequence in the producer and in every consumer warpgroup, so they agree on each item's
+// tile count without talking). The producer runs ahead into the next item as soon as ring stages
+// and a Q buffer free up, so the next item's first Q/K/V loads overlap the current item's last
+// tiles and its epilogue, and the epilogue's O store (TMA) overlaps the next item's compute. Items
+// with no visible key (causal, rows above the first key) load nothing; their consumers still write
+// O = 0 and LSE = -inf.
 //
 // Barrier phases across items: the K/V ring counts tiles per CTA, not per item (Ring::g0),
 // and Q buffers count the items that loaded a Q (items with no key tile skip both sides'
@@ -696,8 +710,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     const int cw = wg - 1;
     uint32_t g0 = 0, q_count = 0;  // K/V tiles and Q buffers used so far by this CTA
     if (threadIdx.x % 128 == 0) ptx::tma_prefetch_desc(&to);
-    for (int it = blockIdx.x; it < a.num_items; it += gridDim.x) {
-      const Item w = item_at<C, CAUSAL>(a, it);
+    for (int k = 0; cta_item<CAUSAL>(a, k) < a.num_items; ++k) {
+      const Item w = item_at<C, CAUSAL>(a, static_cast<int>(cta_item<CAUSAL>(a, k)));
       const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
       const uint32_t qb = q_count % kQStages;
       const Ring r{g0, ptx::smem_addr(s.q[qb]), ptx::smem_addr(&s.q_full[qb]), (q_count / kQStages) & 1,

@@ -18,12 +18,21 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// Heads per group in the causal work order (kernel.cuh, item_at): `fallback` unless
-// FLASH_ATTN_EXT_V4_HEAD_GROUP=n asks for another (A/B runs), within 1 .. B * H.
+// Heads per group in the causal work order (kernel.cuh, item_at; 0: the persistent kernel's pairs):
+// `fallback` unless FLASH_ATTN_EXT_V4_HEAD_GROUP=n asks for n (A/B runs), within 1 .. B * H.
 inline int head_group(const FwdParams& p, int64_t fallback) {
   const char* env = std::getenv("FLASH_ATTN_EXT_V4_HEAD_GROUP");
-  const int64_t g = env != nullptr && std::atoll(env) > 0 ? std::atoll(env) : fallback;
-  return static_cast<int>(std::clamp<int64_t>(g, 1, std::max<int64_t>(p.B * p.H, 1)));
+  const int64_t n_bh = std::max<int64_t>(p.B * p.H, 1);
+  if (env != nullptr && std::atoll(env) > 0) return static_cast<int>(std::min<int64_t>(std::atoll(env), n_bh));
+  return static_cast<int>(std::clamp<int64_t>(fallback, 0, n_bh));
+}
+
+// The one-item grid's causal head group: the query heads whose K and V fit in 16 MB, a third of the
+// H200's L2. Groups that size measured best or within 1% of it (NOTES_v4.md step 13); all heads at
+// once (longest first over the whole grid) lost up to 16% to L2 misses.
+inline int64_t heads_in_l2(const FwdParams& p, int64_t keys, int64_t elem_bytes) {
+  const int64_t kv_head = std::max<int64_t>(keys, 1) * (p.E + p.Ev) * elem_bytes;
+  return std::max<int64_t>(1, (int64_t(16) << 20) * p.group / kv_head);
 }
 
 // Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
@@ -40,7 +49,6 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   a.H = static_cast<int>(p.H);
   a.group = static_cast<int>(p.group);
   a.causal_offset = static_cast<int>(p.causal_offset);
-  a.head_group = head_group(p, 1);
   // The softmax needs c > 0 (softmax.cuh): a negative scale runs as |c| on -Q, which the consumers
   // negate in shared memory; a zero scale as c = 2^-100, with which exp2(c (s - m)) rounds to 1 for
   // every finite score, as with c = 0, while hidden keys stay -inf instead of -inf * 0 = NaN.
@@ -53,6 +61,7 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   int64_t s_eff = p.S;
   if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
   a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
+  a.head_group = head_group(p, heads_in_l2(p, s_eff, sizeof(T)));
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
   // The maps span the tensors' own head dim p.E (<= C::E): the TMA fills the columns beyond it with zeros,
   // which add nothing to Q K^T and give O columns that are never stored (a.ev).
@@ -95,7 +104,6 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   Args a;
   CUtensorMap tq, tk, tv, to;
   if (!prepare<T, C, CAUSAL>(p, a, tq, tk, &tv)) return false;
-  a.head_group = head_group(p, p.B * p.H);
   if (!tma::make_head_map<T>(&to, p.out, p.Ev, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   int dev = 0, sms = 0;
@@ -104,6 +112,9 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   const char* cap = std::getenv("FLASH_ATTN_EXT_V4_CTAS");
   if (cap != nullptr && std::atoi(cap) > 0) sms = std::atoi(cap);
   const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1)));
+  // The plain kernel's causal items run in pairs (kernel.cuh, cta_item) once every CTA gets two pairs
+  // or more; on fewer items, and in the cross-item kernel, longest first over all heads.
+  a.head_group = head_group(p, XITEM || a.num_items < 4 * static_cast<int64_t>(grid) ? p.B * p.H : 0);
   auto kernel =
       XITEM ? v4_fwd_persistent_xitem_kernel<T, C, CAUSAL> : v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
   launch<C>(kernel, grid, C::kPSmemBytes, stream, tq, tk, tv, to, a);
