@@ -7,8 +7,9 @@ differs from P). Every shared-memory buffer carries a tag of what was last loade
 checks the tag when its wait returns and again when it releases the buffer, so a stage or Q buffer
 refilled while still being read, a wrong parity, or a deadlock fails an assert.
 Consumer loops: "plain" (unpipelined), "overlap" (waits K_{j+1} before V_j), both per item as in
-kernel.cuh, and "xitem", the chain of kernel_xitem.cuh (the next item's Q and K_0 waited for and its
-S_0 issued with the current item's last P V, the current Q buffer released when that S_0 retires).
+kernel.cuh, with two Q buffers or one (E = 256), each released once the item's last Q K^T has
+retired, and "xitem", the chain of kernel_xitem.cuh (the next item's Q and K_0 waited for and its S_0
+issued with the current item's last P V, the current Q buffer released when that S_0 retires).
 Pingpong turns (named barriers 1 .. W: bar.sync by the warpgroup whose turn it is, bar.arrive by the
 one passing it, 256 threads = 8 warps per completion) are modelled for "overlap" (per item, as in
 kernel.cuh) and "xitem" (one chain per CTA); a warp entering its turn asserts that no other warpgroup is
@@ -20,7 +21,7 @@ inside one, and at the end every named barrier must hold no stray arrival.
 import random
 import sys
 
-STAGES, Q_STAGES = 2, 2
+STAGES = 2
 
 
 class Bar:
@@ -50,7 +51,7 @@ class NamedBar:
             self.count, self.gen = 0, self.gen + 1
 
 
-def run(seed, items, warpgroups, mode, bug=None):
+def run(seed, items, warpgroups, mode, bug=None, Q_STAGES=2):
     rng = random.Random(seed)
     warps = 4 * warpgroups
     turns_on = mode in ("overlap", "xitem")
@@ -107,8 +108,11 @@ def run(seed, items, warpgroups, mode, bug=None):
                 yield
             assert q_tag[qb] == it, ("wrong Q", it, q_tag[qb])
 
-        def release_q(qc, it):
+        def read_q(qc, it):  # a Q K^T issued: Q must still be this item's
             assert q_tag[qc % Q_STAGES] == it, ("Q overwritten while read", it, q_tag[qc % Q_STAGES])
+
+        def release_q(qc, it):
+            read_q(qc, it)
             q_empty[qc % Q_STAGES].arrive()
 
         def open_first():
@@ -182,17 +186,26 @@ def run(seed, items, warpgroups, mode, bug=None):
             if n > 0:
                 open_first()
                 yield from acquire_q(q_count, it)
+                # Q is released once the item's last Q K^T has retired (kernel.cuh, release_q), or, as
+                # planted bug "early_q", once its first one has.
+                last_s = 0 if bug == "early_q" else n - 1
                 if mode == "overlap":
                     yield from acquire(k_full, k_tag, g0)
                     yield from turn()
+                    read_q(q_count, it)
                     pass_turn(False)
                     release(k_empty, k_tag, g0)
+                    if last_s == 0:
+                        release_q(q_count, it)
                     for j in range(n - 1):
                         yield from acquire(k_full, k_tag, g0 + j + 1)
                         yield from acquire(v_full, v_tag, g0 + j)
                         yield from turn()
+                        read_q(q_count, it)
                         pass_turn(False)
                         release(k_empty, k_tag, g0 + j + 1)
+                        if j + 1 == last_s:
+                            release_q(q_count, it)
                         yield
                         release(v_empty, v_tag, g0 + j)
                     yield from acquire(v_full, v_tag, g0 + n - 1)
@@ -202,12 +215,14 @@ def run(seed, items, warpgroups, mode, bug=None):
                 else:
                     for j in range(n):
                         yield from acquire(k_full, k_tag, g0 + j)
+                        read_q(q_count, it)
                         yield
                         release(k_empty, k_tag, g0 + j)
+                        if j == last_s:
+                            release_q(q_count, it)
                         yield from acquire(v_full, v_tag, g0 + j)
                         yield
                         release(v_empty, v_tag, g0 + j)
-                release_q(q_count, it)
                 q_count += 1
                 g0 += n
             yield
@@ -237,18 +252,19 @@ def sequences(runs, seed):
 
 def main():
     runs = 3000
-    for mode in ("plain", "overlap", "xitem"):
+    for mode, q_stages in (("plain", 2), ("overlap", 2), ("plain", 1), ("overlap", 1), ("xitem", 2)):
         for i, items, w in sequences(runs, 1):
-            run(i, items, warpgroups=w, mode=mode)
-        print(f"v4_persistent_model {mode}: {runs} random item sequences, no deadlock, no buffer refilled while read"
-              + (", turns alternate" if mode != "plain" else ""))
+            run(i, items, warpgroups=w, mode=mode, Q_STAGES=q_stages)
+        print(f"v4_persistent_model {mode}, {q_stages} Q buffer(s): {runs} random item sequences, no deadlock, "
+              "no buffer refilled while read" + (", turns alternate" if mode != "plain" else ""))
     if "--bugs" in sys.argv:
         # Each planted bug must fail some sequence (a deadlock or an assert), else the model is blind to it.
-        for bug in ("release_next_q", "pass_last_per_item"):
+        for bug, mode, q_stages in (("release_next_q", "xitem", 2), ("pass_last_per_item", "xitem", 2),
+                                    ("early_q", "overlap", 1)):
             failed = 0
             for i, items, w in sequences(300, 2):
                 try:
-                    run(i, items, warpgroups=w, mode="xitem", bug=bug)
+                    run(i, items, warpgroups=w, mode=mode, bug=bug, Q_STAGES=q_stages)
                 except AssertionError:
                     failed += 1
             print(f"planted bug {bug}: {failed}/300 sequences fail")

@@ -13,7 +13,7 @@ namespace flash_attn_ext::cuda::v4 {
 
 constexpr int kChunk = 64;  // values per 128-byte swizzled row
 constexpr int kStages = 2;
-constexpr int kQStages = 2;  // Q buffers of the persistent kernel
+constexpr int kQStages = 2;  // Q buffers of the persistent kernels up to E = 128
 
 // One tile shape: BM query rows per CTA (BM / 64 consumer warpgroups), BN keys per K/V tile.
 template <int E_, int BM, int BN>
@@ -52,17 +52,22 @@ struct Cfg {
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
   static_assert(kSmemBytes <= 227 * 1024, "v4: shared memory");
 
-  // The persistent kernel's layout: two Q buffers, so the next work item's Q lands while the
-  // current one still reads its own, and an O staging tile for the TMA store, so the store
-  // leaves registers at once and overlaps the next item. It does not fit beside 176-key tiles
-  // (E = 128: 2 * 32 + 4 * 44 + 32 = 272 KB), so only shapes with kPersistentFits take it.
+  // The persistent kernel's layout. Up to E = 128: two Q buffers, so the next work item's Q lands
+  // while the current one still reads its own, and an O staging tile for the TMA store, so the
+  // store leaves registers at once and overlaps the next item. That does not fit beside 176-key
+  // tiles (E = 128: 2 * 32 + 4 * 44 + 32 = 272 KB), so those tiles have no persistent form
+  // (kPersistentFits), nor beside E = 256's tiles: there one Q buffer, which the consumers release
+  // once the item's last Q K^T has retired (the next Q loads during the last P V and the epilogue),
+  // and O stored from registers (NOTES_v4.md step 14).
+  static constexpr int kQBuffers = E_ <= 128 ? kQStages : 1;
+  static constexpr bool kStageO = E_ <= 128;
   struct alignas(1024) PSmem {
-    alignas(1024) uint16_t q[kQStages][BM * E];
+    alignas(1024) uint16_t q[kQBuffers][BM * E];
     alignas(1024) uint16_t k[kStages][BN * E];
     alignas(1024) uint16_t v[kStages][BN * E];
-    alignas(1024) uint16_t o[BM * E];
-    alignas(8) uint64_t q_full[kQStages];
-    alignas(8) uint64_t q_empty[kQStages];
+    alignas(1024) uint16_t o[kStageO ? BM * E : 64];  // 64: a stub where O leaves from registers
+    alignas(8) uint64_t q_full[kQBuffers];
+    alignas(8) uint64_t q_empty[kQBuffers];
     alignas(8) uint64_t k_full[kStages];
     alignas(8) uint64_t v_full[kStages];
     alignas(8) uint64_t k_empty[kStages];
@@ -72,7 +77,7 @@ struct Cfg {
   static constexpr bool kPersistentFits = kPSmemBytes <= 227 * 1024;
 };
 
-// E = 256: the only tile, for every S, causal or not (the one-CTA kernel; run_v4 picks it).
+// E = 256: the only tile, for every S, causal or not (the one-item and the persistent kernel).
 // - BM = 128, two consumer warpgroups of 64 rows: the O accumulator alone is 64 x 256 floats per
 //   warpgroup = 128 registers per thread, so only the 240-register budget of two consumer
 //   warpgroups holds it (three would get 160).
@@ -80,7 +85,7 @@ struct Cfg {
 //   (K + V) 2 x 40 KB = 224 KB, 231424 B requested with barriers and alignment, of 232448; BN = 96
 //   would need 264 KB. Registers of the overlapped loop: O 128 + S_{j+1} 40 + P_j 20 = 188 per
 //   consumer thread, leaving ~50 of 240 for addresses, softmax state and descriptors.
-// - The persistent kernel does not fit (its second Q buffer and O staging tile add 128 KB).
+// - The persistent layout keeps one Q buffer and no O staging tile (they would add 128 KB).
 constexpr int kBlockN256 = 80;
 
 // The float32 (TF32) kernel's tile (kernel_f32.cuh): BM = 128 rows in two consumer warpgroups,

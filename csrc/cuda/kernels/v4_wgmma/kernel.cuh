@@ -378,6 +378,11 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   auto vphase = [&](int j) { return ((r.g0 + j) / C::kVStages) & 1; };
   auto k_base = [&](int j) { return ptx::smem_addr(s.k[stage(j)]); };
   auto v_base = [&](int j) { return ptx::smem_addr(s.v[vstage(j)]); };
+  // Once the item's last Q K^T has retired this warp reads Q no more: the producer may load the
+  // next item's Q into that buffer (the persistent kernels; r.q_empty is 0 elsewhere).
+  auto release_q = [&] {
+    if (r.q_empty != 0 && lane == 0) ptx::mbar_arrive(r.q_empty);
+  };
 
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_tiles; ++j) {
@@ -389,6 +394,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
+      if (j + 1 == n_tiles) release_q();
       softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
       rescale_o<C>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
@@ -411,6 +417,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
     if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
+    if (n_tiles == 1) release_q();
     softmax_tile<C, CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
     pack_p<T, kBlockN>(sc, p);
 
@@ -429,6 +436,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
+      if (j + 2 == n_tiles) release_q();
       if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
       softmax_step<C>(sc, m, l, alpha, a.scale_log2);
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
@@ -454,10 +462,6 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     ptx::fence_operands(o);
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
   }
-  // Every wgmma of this warp has retired, so its reads of the Q buffer are over: the producer
-  // may load the item after next into it. (Later than necessary by the last PV; with two Q
-  // buffers the producer needs it only a whole item later.)
-  if (r.q_empty != 0 && n_tiles > 0 && lane == 0) ptx::mbar_arrive(r.q_empty);
 }
 
 // Full row sums, 1 / l and LSE = ln 2 * (m c + log2 l) (m in raw units, c = scale * log2 e); empty
@@ -643,7 +647,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 // consumer warp) and the K/V ring.
 template <class C>
 __device__ __forceinline__ void init_persistent_barriers(typename C::PSmem& s) {
-  for (int i = 0; i < kQStages; ++i) {
+  for (int i = 0; i < C::kQBuffers; ++i) {
     ptx::mbar_init(&s.q_full[i], 1);
     ptx::mbar_init(&s.q_empty[i], 4 * C::kConsumerWarpgroups);
   }
@@ -666,8 +670,8 @@ __device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUten
     const Item w = item_at<C, CAUSAL>(a, static_cast<int>(cta_item<CAUSAL>(a, k)));
     const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
     if (n_tiles == 0) continue;
-    const uint32_t qb = q_count % kQStages;
-    if (q_count >= kQStages) ptx::mbar_wait(&s.q_empty[qb], ((q_count / kQStages) - 1) & 1);
+    const uint32_t qb = q_count % C::kQBuffers;
+    if (q_count >= C::kQBuffers) ptx::mbar_wait(&s.q_empty[qb], ((q_count / C::kQBuffers) - 1) & 1);
     load_q<C>(tq, ptx::smem_addr(s.q[qb]), &s.q_full[qb], w.row0, w.h, w.b);
     ++q_count;
     produce_kv<C>(tk, tv, s, w.h / a.group, w.b, n_tiles, g0);
@@ -713,8 +717,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int k = 0; cta_item<CAUSAL>(a, k) < a.num_items; ++k) {
       const Item w = item_at<C, CAUSAL>(a, static_cast<int>(cta_item<CAUSAL>(a, k)));
       const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
-      const uint32_t qb = q_count % kQStages;
-      const Ring r{g0, ptx::smem_addr(s.q[qb]), ptx::smem_addr(&s.q_full[qb]), (q_count / kQStages) & 1,
+      const uint32_t qb = q_count % C::kQBuffers;
+      const Ring r{g0, ptx::smem_addr(s.q[qb]), ptx::smem_addr(&s.q_full[qb]), (q_count / C::kQBuffers) & 1,
                    ptx::smem_addr(&s.q_empty[qb])};
       float o[C::E / 2], m[2], l[2];
       attend<T, C, CAUSAL, OVERLAP, PINGPONG>(a, s, w.row0, cw, n_tiles, r, o, m, l);
@@ -722,10 +726,13 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         ++q_count;
         g0 += n_tiles;
       }
-      store_o_tma<T, C>(a, o, m, l, w.row0, cw, w.h, w.b, ptx::smem_addr(s.o), &to);
+      if constexpr (C::kStageO)
+        store_o_tma<T, C>(a, o, m, l, w.row0, cw, w.h, w.b, ptx::smem_addr(s.o), &to);
+      else
+        store_o_regs<T, C>(a, o, m, l, w.row0, cw, w.h, w.b);
     }
     // The CTA's shared memory must outlive the last store's reads of the staging tile.
-    if (threadIdx.x % 128 == 0) ptx::tma_store_wait<0>();
+    if (C::kStageO && threadIdx.x % 128 == 0) ptx::tma_store_wait<0>();
   }
 #else
   __trap();  // built without sm_90a: the host never launches this

@@ -219,6 +219,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                                    const Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(C::kPersistentFits, "v4: persistent layout exceeds shared memory");
+  static_assert(C::kQBuffers == kQStages && C::kStageO, "v4: the cross-item chain needs two Q buffers and O staging");
   static_assert(C::kConsumerWarpgroups <= 3, "v4: named barrier ids");
   typename C::PSmem& s = smem_layout<typename C::PSmem>();
 

@@ -28,11 +28,11 @@ inline int head_group(const FwdParams& p, int64_t fallback) {
 }
 
 // The one-item grid's causal head group: the query heads whose K and V fit in 16 MB, a third of the
-// H200's L2. Groups that size measured best or within 1% of it (NOTES_v4.md step 13); all heads at
-// once (longest first over the whole grid) lost up to 16% to L2 misses.
+// H200's L2, and at most 8 (NOTES_v4.md step 13: all heads at once, longest first over the whole
+// grid, lost up to 16% to L2 misses; 64 heads of 0.5 MB at E = 256, N = 512 lost 6% to 4).
 inline int64_t heads_in_l2(const FwdParams& p, int64_t keys, int64_t elem_bytes) {
   const int64_t kv_head = std::max<int64_t>(keys, 1) * (p.E + p.Ev) * elem_bytes;
-  return std::max<int64_t>(1, (int64_t(16) << 20) * p.group / kv_head);
+  return std::clamp<int64_t>((int64_t(16) << 20) * p.group / kv_head, 1, 8);
 }
 
 // Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
@@ -90,8 +90,8 @@ bool run_cfg(const FwdParams& p, cudaStream_t stream) {
 }
 
 // The persistent kernel (FLASH_ATTN_EXT_V4_PERSISTENT=1): min(items, SMs) CTAs, each looping
-// over work items; O leaves through a TMA store, so the output must meet the TMA's rules too
-// (16-byte aligned base and strides); where it does not, the one-item kernel runs instead.
+// over work items; up to E = 128 O leaves through a TMA store, so the output must meet the TMA's
+// rules too (16-byte aligned base and strides); where it does not, the one-item kernel runs instead.
 // FLASH_ATTN_EXT_V4_CTAS=n caps the grid (tests: many items per CTA on small problems).
 // XITEM = true launches v4_fwd_persistent_xitem_kernel instead (kernel_xitem.cuh: one pipeline
 // across items; always the overlapped loop with pingpong, so OVERLAP and PINGPONG must be true).
@@ -99,12 +99,13 @@ template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG, bool XI
 bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   static_assert(!XITEM || (OVERLAP && PINGPONG), "v4: the cross-item chain is the overlapped loop with pingpong");
   auto ok16 = [](int64_t stride, int64_t n) { return n == 1 || stride % 8 == 0; };
-  if (reinterpret_cast<uintptr_t>(p.out) % 16 != 0 || !ok16(p.o_sl, p.L) || !ok16(p.o_sh, p.H) || !ok16(p.o_sb, p.B))
+  if (C::kStageO && (reinterpret_cast<uintptr_t>(p.out) % 16 != 0 || !ok16(p.o_sl, p.L) || !ok16(p.o_sh, p.H) ||
+                     !ok16(p.o_sb, p.B)))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   Args a;
-  CUtensorMap tq, tk, tv, to;
+  CUtensorMap tq, tk, tv, to{};
   if (!prepare<T, C, CAUSAL>(p, a, tq, tk, &tv)) return false;
-  if (!tma::make_head_map<T>(&to, p.out, p.Ev, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
+  if (C::kStageO && !tma::make_head_map<T>(&to, p.out, p.Ev, p.L, p.H, p.B, p.o_sl, p.o_sh, p.o_sb, 64))
     return run_cfg<T, C, CAUSAL, OVERLAP, PINGPONG>(p, stream);
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);
@@ -115,9 +116,10 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   // The plain kernel's causal items run in pairs (kernel.cuh, cta_item) once every CTA gets two pairs
   // or more; on fewer items, and in the cross-item kernel, longest first over all heads.
   a.head_group = head_group(p, XITEM || a.num_items < 4 * static_cast<int64_t>(grid) ? p.B * p.H : 0);
-  auto kernel =
-      XITEM ? v4_fwd_persistent_xitem_kernel<T, C, CAUSAL> : v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>;
-  launch<C>(kernel, grid, C::kPSmemBytes, stream, tq, tk, tv, to, a);
+  if constexpr (XITEM)
+    launch<C>(v4_fwd_persistent_xitem_kernel<T, C, CAUSAL>, grid, C::kPSmemBytes, stream, tq, tk, tv, to, a);
+  else
+    launch<C>(v4_fwd_persistent_kernel<T, C, CAUSAL, OVERLAP, PINGPONG>, grid, C::kPSmemBytes, stream, tq, tk, tv, to, a);
   return true;
 }
 
@@ -133,26 +135,25 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 //   except E = 64 causal at N = 1024 (209 vs 239).
 // FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop (no overlap, no pingpong) on the 128 x
 // 128 tile instead: the A/B baseline for what the pipeline buys.
-// The persistent kernel (NOTES_v4.md, step 4) runs where the keys are few (S <= 1024; non-causal
-// up to 4096, see below): there a
+// The persistent kernel (NOTES_v4.md, step 4) runs where the keys are few (S <= 4096): there a
 // one-item CTA spends a large share of its life loading Q and storing O, which the persistent
 // kernel overlaps with the next item (H200, bf16, N = 512: 475 vs 373 TFLOP/s at E = 128, 339 vs
-// 281 at E = 64; N = 1024: +6-15%). At N >= 4096 step 4 measured it even (non-causal) or slower (causal,
-// 446 vs 482 at E = 128): its tiles are 128 x 128 (176-key tiles leave no room for its second Q
-// buffer and O staging tile) and on 192 x 128 with causal its SASS has wait_group 0 above all 66
-// exp2s of a step. FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
-// Non-causal, the persistent kernel also runs up to S = 4096, where it beat the one-CTA kernel in
-// session 4's grid (NOTES_v4.md step 8, bf16 / fp16: E = 64 N = 2048 +4 / +6%, N = 4096 +2 / +4%);
-// at E = 128 there in its cross-item form (kernel_xitem.cuh: the next item's first Q K^T issued
-// with the current item's last P V; N = 2048 +6 / +4%, N = 4096 +4 / +2%), which measured even
-// with the plain persistent kernel at S <= 1024 and slower under causal.
+// 281 at E = 64; N = 1024: +6-15%). Its tiles are 128 x 128 (176-key tiles leave no room for its
+// second Q buffer and O staging tile), which from S = 8192 on lose to the one-item kernel's wide
+// tiles. Non-causal it beat the one-CTA kernel up to S = 4096 in session 4's grid (step 8, bf16 /
+// fp16: E = 64 N = 2048 +4 / +6%, N = 4096 +2 / +4%), at E = 128 in its cross-item form
+// (kernel_xitem.cuh: the next item's first Q K^T issued with the current item's last P V; N = 2048
+// +6 / +4%, N = 4096 +4 / +2%), which measured even with the plain persistent kernel at S <= 1024
+// and slower under causal. Causal it took over from S = 1024 to 4096 once its items ran in pairs
+// (step 13, bf16: E = 128 N = 2048 493 vs 411, N = 4096 529 vs 497; E = 64 349 vs 321, 383 vs 370).
+// FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
 // FLASH_ATTN_EXT_V4_XITEM=1 / =0 forces the cross-item form on / off wherever the persistent kernel runs.
 template <typename T, int E, bool CAUSAL>
 bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= (CAUSAL ? 1024 : 4096);
+  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 4096;
   if (use_persistent) {
     using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
     const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
@@ -176,12 +177,13 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   }
 }
 
-// E = 256: one tile everywhere, Cfg<256, 128, kBlockN256> (128 x 80; config.h says why), in the
-// one-CTA kernel at every S (the persistent layout does not fit in shared memory), with the
-// overlapped loop and without pingpong (not yet measured; FlashAttention-3's choice at head dims
-// > 128: with 4E = 1024 matmul flops per exp2 the softmax hides under the warpgroup's own PV, and
-// the turns only add waits). A/B switches: FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong,
-// FLASH_ATTN_EXT_V4_SIMPLE=1 runs the unpipelined loop on the same tile.
+// E = 256: one tile everywhere, Cfg<256, 128, kBlockN256> (128 x 80; config.h says why), with the
+// overlapped loop and without pingpong (FlashAttention-3's choice at head dims > 128: with 4E = 1024
+// matmul flops per exp2 the softmax hides under the warpgroup's own PV, and the turns only add waits;
+// measured even or 2-4% ahead at N <= 1024 and 7% behind at 16k with them, NOTES_v4.md). The
+// persistent kernel (one Q buffer, O from registers: config.h) where FLASH_ATTN_EXT_V4_PERSISTENT=1
+// asks for it. A/B switches: FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong, FLASH_ATTN_EXT_V4_SIMPLE=1
+// runs the unpipelined loop on the same tile.
 template <typename T, bool CAUSAL>
 bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   using C = Cfg<256, 128, kBlockN256>;
@@ -189,6 +191,8 @@ bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   const char* pingpong = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
   if (pingpong != nullptr && pingpong[0] == '1') return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
+  if (persistent != nullptr && persistent[0] == '1') return run_persistent<T, C, CAUSAL, true, false>(p, stream);
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
