@@ -155,6 +155,13 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
   const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 4096;
   if (use_persistent) {
+    if constexpr (E == 64 && CAUSAL) {
+      const char* p192 = std::getenv("FLASH_ATTN_EXT_V4_P192");
+      const char* pp = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
+      if (p192 != nullptr && p192[0] == '1') return run_persistent<T, Cfg<64, 192, 128>, CAUSAL, true, true>(p, stream);
+      if (p192 != nullptr && p192[0] == '2') return run_persistent<T, Cfg<64, 192, 128>, CAUSAL, true, false>(p, stream);
+      if (pp != nullptr && pp[0] == '0') return run_persistent<T, Cfg<64, 128, 128>, CAUSAL, true, false>(p, stream);
+    }
     using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
     const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
     const bool use_xitem = xitem != nullptr ? xitem[0] == '1' : E == 128 && !CAUSAL && p.S > 1024;
@@ -190,9 +197,12 @@ bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   const char* pingpong = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
-  if (pingpong != nullptr && pingpong[0] == '1') return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  const bool pp = pingpong != nullptr && pingpong[0] == '1';
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  if (persistent != nullptr && persistent[0] == '1') return run_persistent<T, C, CAUSAL, true, false>(p, stream);
+  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 2048;
+  if (use_persistent)
+    return pp ? run_persistent<T, C, CAUSAL, true, true>(p, stream) : run_persistent<T, C, CAUSAL, true, false>(p, stream);
+  if (pp) return run_cfg<T, C, CAUSAL, true, true>(p, stream);
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
