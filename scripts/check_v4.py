@@ -204,10 +204,7 @@ VARIANTS = {
     "v4_xitem": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1"},
     "v4_xitem7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
     "v4_narrow": {"FLASH_ATTN_EXT_V4_WIDE_FROM": "1000000000"},
-    "v4_p192": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_P192": "1"},
-    "v4_p192_nopp": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_P192": "2"},
-    "v4_persist_nopp": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_PINGPONG": "0"},
-    "v4_persist_pp": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_PINGPONG": "1"},
+
 }
 SAME_AS_V4_AT_E256 = {"v4_onecta"}
 LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")

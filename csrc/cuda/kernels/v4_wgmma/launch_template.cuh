@@ -155,13 +155,6 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
   const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 4096;
   if (use_persistent) {
-    if constexpr (E == 64 && CAUSAL) {
-      const char* p192 = std::getenv("FLASH_ATTN_EXT_V4_P192");
-      const char* pp = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
-      if (p192 != nullptr && p192[0] == '1') return run_persistent<T, Cfg<64, 192, 128>, CAUSAL, true, true>(p, stream);
-      if (p192 != nullptr && p192[0] == '2') return run_persistent<T, Cfg<64, 192, 128>, CAUSAL, true, false>(p, stream);
-      if (pp != nullptr && pp[0] == '0') return run_persistent<T, Cfg<64, 128, 128>, CAUSAL, true, false>(p, stream);
-    }
     using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
     const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
     const bool use_xitem = xitem != nullptr ? xitem[0] == '1' : E == 128 && !CAUSAL && p.S > 1024;
@@ -187,22 +180,21 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 // E = 256: one tile everywhere, Cfg<256, 128, kBlockN256> (128 x 80; config.h says why), with the
 // overlapped loop and without pingpong (FlashAttention-3's choice at head dims > 128: with 4E = 1024
 // matmul flops per exp2 the softmax hides under the warpgroup's own PV, and the turns only add waits;
-// measured even or 2-4% ahead at N <= 1024 and 7% behind at 16k with them, NOTES_v4.md). The
-// persistent kernel (one Q buffer, O from registers: config.h) where FLASH_ATTN_EXT_V4_PERSISTENT=1
-// asks for it. A/B switches: FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong, FLASH_ATTN_EXT_V4_SIMPLE=1
-// runs the unpipelined loop on the same tile.
+// measured even or 2-4% ahead at N <= 1024 and 7% behind at 16k with them, NOTES_v4.md; with the
+// persistent kernel 1-7% behind at N <= 4096). The persistent kernel (one Q buffer, O from registers:
+// config.h) up to S = 2048, where it beat the one-item grid by 2-10% (NOTES_v4.md step 14; at 4096 it
+// lost 1-6%); FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off. A/B switches:
+// FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong (one-item grid), FLASH_ATTN_EXT_V4_SIMPLE=1 runs the
+// unpipelined loop on the same tile.
 template <typename T, bool CAUSAL>
 bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   using C = Cfg<256, 128, kBlockN256>;
   const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   const char* pingpong = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
-  const bool pp = pingpong != nullptr && pingpong[0] == '1';
+  if (pingpong != nullptr && pingpong[0] == '1') return run_cfg<T, C, CAUSAL, true, true>(p, stream);
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 2048;
-  if (use_persistent)
-    return pp ? run_persistent<T, C, CAUSAL, true, true>(p, stream) : run_persistent<T, C, CAUSAL, true, false>(p, stream);
-  if (pp) return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  if (persistent != nullptr ? persistent[0] == '1' : p.S <= 2048) return run_persistent<T, C, CAUSAL, true, false>(p, stream);
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
