@@ -2,8 +2,8 @@
 # On the H200, < 560 s, from the repository root: the checks and timings of a change to v4. Build; then,
 # concurrently, the whole pytest suite and two check_v4.py sweeps; then compute-sanitizer (memcheck over
 # v4_sanitize.py's default, --mask and --tf32 lists and over the sweep's second head dims on the persistent
-# kernel with the causal heads grouped by 3; synccheck and racecheck (persistent) over two head dims each;
-# the persistent kernel on 7 CTAs);
+# kernel with the causal heads grouped by 3 (or the switches in V4_SAN_SWEEP2_ENV); synccheck and racecheck
+# (persistent) over two head dims each; the persistent kernel on 7 CTAs);
 # then, alone on the GPU, forward timings beside SDPA flash and cuDNN (check_v4.py --no-check, the
 # variants in V4_BENCH, args passed on, e.g. --ns 1024,4096 --head-dims 64,128 --dtypes bfloat16), and
 # a second table when V4_BENCH2 names its variants (args in V4_BENCH2_ARGS); printed last. Logs under OUT.
@@ -46,7 +46,7 @@ san() {  # TOOL LOG SAN_E [script args]: one sanitizer run over v4_sanitize.py, 
 san memcheck memcheck "$SWEEP_E" & p1=$!
 san memcheck memcheck_mask "" --mask & p2=$!
 san memcheck memcheck_tf32 "" --tf32 & p3=$!
-(export FLASH_ATTN_EXT_V4_HEAD_GROUP=3 FLASH_ATTN_EXT_V4_PERSISTENT=1; san memcheck memcheck_sweep2 "$SWEEP2_E") & p4=$!
+(export ${V4_SAN_SWEEP2_ENV:-FLASH_ATTN_EXT_V4_HEAD_GROUP=3 FLASH_ATTN_EXT_V4_PERSISTENT=1}; san memcheck memcheck_sweep2 "$SWEEP2_E") & p4=$!
 san synccheck synccheck "${SWEEP_E%%,*},${SWEEP2_E%%,*}" & p5=$!
 (export FLASH_ATTN_EXT_V4_PERSISTENT=1; san racecheck racecheck "${SWEEP2_E##*,},128") & p6=$!
 wait $p1; r1=$?; wait $p2; r2=$?; wait $p3; r3=$?; wait $p4; r4=$?; wait $p5; r5=$?; wait $p6; r6=$?

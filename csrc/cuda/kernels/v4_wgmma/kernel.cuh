@@ -578,7 +578,7 @@ struct Item {
 // - a.head_group > 0: heads in groups of a.head_group (the K/V of a group fits in L2), each group
 //   longest first (the last query block of every head in the group, then the ones before), so a
 //   group ends on short items and no long item starts just before the grid runs dry;
-// - a.head_group == 0 (the persistent kernel, with cta_item below): each head's blocks as pairs
+// - a.head_group == 0 (the persistent kernels, with cta_item below): each head's blocks as pairs
 //   (last, first), (second last, second), ..., whose key tiles add up to about the same.
 template <class C, bool CAUSAL>
 __device__ __forceinline__ Item item_at(const Args& a, int it) {

@@ -28,21 +28,21 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// One consumer warpgroup's chain over the CTA's items c, c + G, c + 2G, ... (the producer's
-// sequence). Only the overlapped loop with pingpong: the chain is that loop continued across
-// items.
+// One consumer warpgroup's chain over the CTA's items (cta_item's sequence, the producer's). Only the
+// overlapped loop with pingpong: the chain is that loop continued across items. Items are counted by
+// k, the CTA's k-th item being item_at(cta_item(k)).
 template <typename T, class C, bool CAUSAL>
 __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& s, int cw, const CUtensorMap* to) {
   constexpr int E = C::E, kBlockN = C::kBlockN;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const Turns<true, C::kConsumerWarpgroups> turns{cw};
-  const int grid = static_cast<int>(gridDim.x);
   const uint32_t o_tile = ptx::smem_addr(s.o);
 
-  auto tiles_of = [&](int it) { return key_tiles<C, CAUSAL>(a, item_at<C, CAUSAL>(a, it).row0); };
-  auto next_busy = [&](int it) {  // the first item from `it` on with a key tile, or past the end
-    while (it < a.num_items && tiles_of(it) == 0) it += grid;
-    return it;
+  auto done = [&](int k) { return cta_item<CAUSAL>(a, k) >= a.num_items; };
+  auto item = [&](int k) { return item_at<C, CAUSAL>(a, static_cast<int>(cta_item<CAUSAL>(a, k))); };
+  auto next_busy = [&](int k) {  // the first of this CTA's items from the k-th on with a key tile, or past the end
+    while (!done(k) && key_tiles<C, CAUSAL>(a, item(k).row0) == 0) ++k;
+    return k;
   };
   auto stage = [](uint32_t g) { return static_cast<int>(g % kStages); };
   auto phase = [](uint32_t g) { return (g / kStages) & 1; };
@@ -62,21 +62,21 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
   // all zeros wherever this runs (before the first busy item, after an epilogue).
   const float m_none[2] = {-INFINITY, -INFINITY}, l_none[2] = {0.f, 0.f};
   auto store_keyless = [&](int from, int end) {
-    for (int it = from; it < end; it += grid) {
-      const Item w = item_at<C, CAUSAL>(a, it);
+    for (int k = from; k < end; ++k) {
+      const Item w = item(k);
       store_o_tma<T, C>(a, o, m_none, l_none, w.row0, cw, w.h, w.b, o_tile, to);
     }
   };
 
-  int cur = next_busy(static_cast<int>(blockIdx.x));
-  store_keyless(static_cast<int>(blockIdx.x), cur);
-  if (cur >= a.num_items) return;
+  int cur = next_busy(0);
+  store_keyless(0, cur);
+  if (done(cur)) return;
 
   uint32_t g0 = 0, qc = 0;  // K/V tiles and Q buffers this CTA used before item `cur`
 
   // The CTA's only exposed prologue: S_0 of its first busy item.
   {
-    const int first_row = item_at<C, CAUSAL>(a, cur).row0 + cw * 64;
+    const int first_row = item(cur).row0 + cw * 64;
     turns.open_first(1);
     ptx::mbar_wait(q_full(qc), q_parity(qc));
     if (a.negate_q) negate_q_rows<C>(q_slice(qc), cw);
@@ -96,7 +96,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
 
   while (true) {
     // Item `cur`: S_0 is done and packed in p; O is zero.
-    const Item w = item_at<C, CAUSAL>(a, cur);
+    const Item w = item(cur);
     const int n = key_tiles<C, CAUSAL>(a, w.row0);
     const int first_row = w.row0 + cw * 64, row_g = first_row + warp * 16 + g;
     const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n);
@@ -134,8 +134,8 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
     }
 
     const uint32_t gl = g0 + n - 1;  // the item's last tile: only its P V is left
-    const int nx = next_busy(cur + grid);
-    if (nx >= a.num_items) {
+    const int nx = next_busy(cur + 1);
+    if (done(nx)) {
       ptx::mbar_wait(&s.v_full[stage(gl)], phase(gl));
       turns.wait();
       rescale_o<C>(o, alpha);
@@ -151,12 +151,12 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       store_o_tma<T, C>(a, o, m, l, w.row0, cw, w.h, w.b, o_tile, to);
 #pragma unroll
       for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
-      store_keyless(cur + grid, nx);
+      store_keyless(cur + 1, nx);
       return;
     }
 
     // Cross step: P V of this item's last tile with S_0 of item nx (K/V tile gn, Q use qn).
-    const int row0_n = item_at<C, CAUSAL>(a, nx).row0, first_row_n = row0_n + cw * 64;
+    const int row0_n = item(nx).row0, first_row_n = row0_n + cw * 64;
     const uint32_t gn = g0 + n, qn = qc + 1;
     float m_n[2] = {-INFINITY, -INFINITY}, l_n[2] = {0.f, 0.f};
     auto cross = [&](auto mask_tag) {
@@ -199,7 +199,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
     // O restarts from zero (not from 0 * alpha: an Inf in O would turn into NaN).
 #pragma unroll
     for (int i = 0; i < E / 2; ++i) o[i] = 0.f;
-    store_keyless(cur + grid, nx);
+    store_keyless(cur + 1, nx);
     m[0] = m_n[0];
     m[1] = m_n[1];
     l[0] = l_n[0];

@@ -113,9 +113,9 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   const char* cap = std::getenv("FLASH_ATTN_EXT_V4_CTAS");
   if (cap != nullptr && std::atoi(cap) > 0) sms = std::atoi(cap);
   const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1)));
-  // The plain kernel's causal items run in pairs (kernel.cuh, cta_item) once every CTA gets two pairs
-  // or more; on fewer items, and in the cross-item kernel, longest first over all heads.
-  a.head_group = head_group(p, XITEM || a.num_items < 4 * static_cast<int64_t>(grid) ? p.B * p.H : 0);
+  // Causal items run in pairs (kernel.cuh, cta_item) once every CTA gets two pairs or more; on fewer
+  // items longest first over all heads.
+  a.head_group = head_group(p, a.num_items < 4 * static_cast<int64_t>(grid) ? p.B * p.H : 0);
   if constexpr (XITEM)
     launch<C>(v4_fwd_persistent_xitem_kernel<T, C, CAUSAL>, grid, C::kPSmemBytes, stream, tq, tk, tv, to, a);
   else
