@@ -189,7 +189,7 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # "v4_xitem7" the same on 7 CTAs (many items per CTA, so the cross step runs on every shape).
 # "v4_narrow" the default without the wide tiles (128 x 176, 192 x 128 causal) at S >= 2048.
 # Any variant with "_g<n>" appended ("v4_g16", "v4_persist_g4", "v4_gall") runs with the causal work
-# order's heads grouped by n (FLASH_ATTN_EXT_V4_HEAD_GROUP; kernel.cuh, item_at). "v3" (timing only)
+# order's heads grouped by n (FLASH_ATTN_EXT_HEAD_GROUP; kernel.cuh, item_at). "v3" (timing only)
 # is the v3_mma rung, beside v4 at the head dims v4 pads.
 # E > 128 runs on the E = 256 tile, whose one-item kernel is the default: there v4_onecta runs exactly
 # what v4 runs, so the correctness sweep leaves those head dims out for it (the xitem variants run the
@@ -214,7 +214,7 @@ BENCH = os.environ.get("V4_BENCH", "v4,v4_onecta").split(",")
 def variant_env(variant):
     base, _, group = variant.rpartition("_g")
     if base in VARIANTS and (group.isdigit() or group == "all"):
-        return {**VARIANTS[base], "FLASH_ATTN_EXT_V4_HEAD_GROUP": "1000000000" if group == "all" else group}
+        return {**VARIANTS[base], "FLASH_ATTN_EXT_HEAD_GROUP": "1000000000" if group == "all" else group}
     return VARIANTS.get(variant, {})
 
 
@@ -224,7 +224,7 @@ def set_variant(variant):
 
 
 def clear_variant():
-    for env in [*VARIANTS.values(), {"FLASH_ATTN_EXT_V4_HEAD_GROUP": ""}]:
+    for env in [*VARIANTS.values(), {"FLASH_ATTN_EXT_HEAD_GROUP": ""}]:
         for name in env:
             os.environ.pop(name, None)
 

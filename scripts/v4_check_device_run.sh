@@ -46,7 +46,7 @@ san() {  # TOOL LOG SAN_E [script args]: one sanitizer run over v4_sanitize.py, 
 san memcheck memcheck "$SWEEP_E" & p1=$!
 san memcheck memcheck_mask "" --mask & p2=$!
 san memcheck memcheck_tf32 "" --tf32 & p3=$!
-(export ${V4_SAN_SWEEP2_ENV:-FLASH_ATTN_EXT_V4_HEAD_GROUP=3 FLASH_ATTN_EXT_V4_PERSISTENT=1}; san memcheck memcheck_sweep2 "$SWEEP2_E") & p4=$!
+(export ${V4_SAN_SWEEP2_ENV:-FLASH_ATTN_EXT_HEAD_GROUP=3 FLASH_ATTN_EXT_V4_PERSISTENT=1}; san memcheck memcheck_sweep2 "$SWEEP2_E") & p4=$!
 san synccheck synccheck "${SWEEP_E%%,*},${SWEEP2_E%%,*}" & p5=$!
 (export FLASH_ATTN_EXT_V4_PERSISTENT=1; san racecheck racecheck "${SWEEP2_E##*,},128") & p6=$!
 wait $p1; r1=$?; wait $p2; r2=$?; wait $p3; r3=$?; wait $p4; r4=$?; wait $p5; r5=$?; wait $p6; r6=$?

@@ -8,7 +8,8 @@ namespace flash_attn_ext::cuda::v3 {
 
 struct V3Args {
   FwdParams p;
-  int64_t n_qblocks;  // query blocks per (batch, head)
+  int64_t n_qblocks;   // query blocks per (batch, head)
+  int64_t head_group;  // causal: heads per group of the longest-first order (causal_order.h)
   // 16-byte cp.async / vector stores are legal: base pointer 16-byte aligned, every outer
   // stride and the head dim a multiple of 16 bytes. Otherwise the copies go element-wise.
   bool q_vec, k_vec, v_vec, o_vec;

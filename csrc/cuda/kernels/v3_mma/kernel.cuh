@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "../../ptx/cp_async.cuh"
+#include "../causal_order.h"
 #include "args.h"
 #include "masking.cuh"
 #include "softmax.cuh"
@@ -70,9 +71,8 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
   Elem* sV = sK + 2 * Cfg::kKElems;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.x / a.n_qblocks;
-  int64_t qb = blockIdx.x % a.n_qblocks;
-  if (CAUSAL) qb = a.n_qblocks - 1 - qb;  // longest rows first: better tail balance
+  int64_t bh = blockIdx.x / a.n_qblocks, qb = blockIdx.x % a.n_qblocks;
+  if (CAUSAL) grouped_longest_first<int64_t>(blockIdx.x, a.n_qblocks, p.B * p.H, a.head_group, bh, qb);
   const int64_t b = bh / p.H, h = bh % p.H, hk = h / p.group;
   const int64_t m0 = qb * BM;
   const int rows_valid = static_cast<int>(p.L - m0 < BM ? p.L - m0 : BM);

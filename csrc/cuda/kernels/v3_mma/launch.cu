@@ -3,11 +3,13 @@
 // FLASH_ATTN_EXT_V3_ROWS=16|32 (read on every call, so one process can A/B them) overrides
 // the per-bucket default rows per warp (default_rows in tile_sizes.h); float32 modes and
 // buckets above kMaxHdRows32 have no 32-row variant and always run 16.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
 #include "../../launch.h"
+#include "../causal_order.h"
 #include "run.h"
 
 namespace flash_attn_ext::cuda {
@@ -123,6 +125,8 @@ void launch_v3_mma(const FwdParams& p, cudaStream_t stream) {
   v3::V3Args a;
   a.p = p;
   a.n_qblocks = (p.L + bm - 1) / bm;
+  const int64_t n_bh = p.B * p.H > 0 ? p.B * p.H : 1, forced = head_group_override();
+  a.head_group = std::min(n_bh, forced > 0 ? forced : heads_in_l2(std::max<int64_t>(p.S, 1) * (p.E + p.Ev) * eb, p.group));
   a.q_vec = v3::vec_ok(p.q, eb, p.E, p.q_sb, p.q_sh, p.q_sl);
   a.k_vec = v3::vec_ok(p.k, eb, p.E, p.k_sb, p.k_sh, p.k_sl);
   a.v_vec = v3::vec_ok(p.v, eb, p.Ev, p.v_sb, p.v_sh, p.v_sl);

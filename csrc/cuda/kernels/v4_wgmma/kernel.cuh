@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../causal_order.h"
 #include "../common.cuh"
 #include "../../ptx/fence.cuh"
 #include "../../ptx/mbarrier.cuh"
@@ -576,19 +577,14 @@ struct Item {
 // block and (b, h). Without causal a head's query blocks are adjacent, so that CTAs running at once
 // share K/V in L2. With causal, items differ in length, in one of two orders:
 // - a.head_group > 0: heads in groups of a.head_group (the K/V of a group fits in L2), each group
-//   longest first (the last query block of every head in the group, then the ones before), so a
-//   group ends on short items and no long item starts just before the grid runs dry;
+//   longest first (causal_order.h);
 // - a.head_group == 0 (the persistent kernels, with cta_item below): each head's blocks as pairs
 //   (last, first), (second last, second), ..., whose key tiles add up to about the same.
 template <class C, bool CAUSAL>
 __device__ __forceinline__ Item item_at(const Args& a, int it) {
   int bh, m_blk;
   if (CAUSAL && a.head_group > 0) {
-    const int per_group = a.head_group * a.num_m;
-    const int group = it / per_group, r = it % per_group;
-    const int heads = min(a.head_group, a.num_items / a.num_m - group * a.head_group);
-    m_blk = a.num_m - 1 - r / heads;
-    bh = group * a.head_group + r % heads;
+    grouped_longest_first(it, a.num_m, a.num_items / a.num_m, a.head_group, bh, m_blk);
   } else {
     bh = it / a.num_m;
     m_blk = it % a.num_m;

@@ -12,6 +12,7 @@
 
 #include "../../../common/params.h"
 #include "../../ptx/tma_host.h"
+#include "../causal_order.h"
 #include "kernel.cuh"
 #include "kernel_f32.cuh"
 #include "kernel_xitem.cuh"
@@ -19,20 +20,10 @@
 namespace flash_attn_ext::cuda::v4 {
 
 // Heads per group in the causal work order (kernel.cuh, item_at; 0: the persistent kernel's pairs):
-// `fallback` unless FLASH_ATTN_EXT_V4_HEAD_GROUP=n asks for n (A/B runs), within 1 .. B * H.
+// `fallback` unless FLASH_ATTN_EXT_HEAD_GROUP=n asks for n (causal_order.h), within 1 .. B * H.
 inline int head_group(const FwdParams& p, int64_t fallback) {
-  const char* env = std::getenv("FLASH_ATTN_EXT_V4_HEAD_GROUP");
-  const int64_t n_bh = std::max<int64_t>(p.B * p.H, 1);
-  if (env != nullptr && std::atoll(env) > 0) return static_cast<int>(std::min<int64_t>(std::atoll(env), n_bh));
-  return static_cast<int>(std::clamp<int64_t>(fallback, 0, n_bh));
-}
-
-// The one-item grid's causal head group: the query heads whose K and V fit in 16 MB, a third of the
-// H200's L2, and at most 8 (NOTES_v4.md step 13: all heads at once, longest first over the whole
-// grid, lost up to 16% to L2 misses; 64 heads of 0.5 MB at E = 256, N = 512 lost 6% to 4).
-inline int64_t heads_in_l2(const FwdParams& p, int64_t keys, int64_t elem_bytes) {
-  const int64_t kv_head = std::max<int64_t>(keys, 1) * (p.E + p.Ev) * elem_bytes;
-  return std::clamp<int64_t>((int64_t(16) << 20) * p.group / kv_head, 1, 8);
+  const int64_t n_bh = std::max<int64_t>(p.B * p.H, 1), forced = head_group_override();
+  return static_cast<int>(std::clamp<int64_t>(forced > 0 ? forced : fallback, 0, n_bh));
 }
 
 // Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
@@ -61,7 +52,7 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   int64_t s_eff = p.S;
   if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
   a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
-  a.head_group = head_group(p, heads_in_l2(p, s_eff, sizeof(T)));
+  a.head_group = head_group(p, heads_in_l2(std::max<int64_t>(s_eff, 1) * (p.E + p.Ev) * sizeof(T), p.group));
   const int64_t s_map = std::max<int64_t>(s_eff, 1);
   // The maps span the tensors' own head dim p.E (<= C::E): the TMA fills the columns beyond it with zeros,
   // which add nothing to Q K^T and give O columns that are never stored (a.ev).
