@@ -4,7 +4,10 @@
 #                                 the build fails;
 #   sanitize TOOL LOG SECS CMD..  compute-sanitizer TOOL over CMD with PyTorch's caching allocator off (so a
 #                                 read past a tensor is a read past an allocation), output in LOG, at most
-#                                 SECS seconds; exit status 9 when it reports an error.
+#                                 SECS seconds; exit status 9 when it reports an error;
+#   begin_run SECS OUT            the start of a device script: OUT made, a wall budget of SECS seconds
+#                                 (device_clock.sh's since / left / cap), the extension built into
+#                                 OUT/build.log; fails when the build fails.
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} FLASH_ATTN_EXT_SKIP_NVCC_CHECK=1
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD
 SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -13,4 +16,10 @@ sanitize() {
   local tool=$1 log=$2 secs=$3
   shift 3
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$secs" "$SANITIZER" --tool "$tool" --error-exitcode 9 "$@" >"$log" 2>&1
+}
+begin_run() {
+  mkdir -p "$2"
+  BUDGET_S=$1
+  source scripts/device_clock.sh
+  build_ext "$2/build.log" && since "build done"
 }

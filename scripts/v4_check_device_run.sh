@@ -15,13 +15,9 @@
 set -o pipefail
 OUT=${1:-${OUT:-/tmp/v4_check_out}}
 shift || true
-mkdir -p "$OUT"
 source scripts/device_env.sh
-BUDGET_S=560
-source scripts/device_clock.sh
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
-build_ext "$OUT/build.log" || exit 1
-since "build done"
+begin_run 560 "$OUT" || exit 1
 
 SWEEP_E=${V4_SWEEP_E:-64,128,256}
 SWEEP2_E=${V4_SWEEP2_E:-40,96,160}

@@ -10,12 +10,8 @@
 set -o pipefail
 OUT=${1:-${OUT:-/tmp/v4_tf32_out}}
 shift || true
-mkdir -p "$OUT"
 source scripts/device_env.sh
-BUDGET_S=470
-source scripts/device_clock.sh
-build_ext "$OUT/build.log" || exit 1
-since "build done"
+begin_run 470 "$OUT" || exit 1
 
 nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I csrc scripts/ptx_tests/wgmma_tf32.cu \
   -o "$OUT/wgmma_tf32" >"$OUT/ptx_test.log" 2>&1 && timeout 60 "$OUT/wgmma_tf32" >>"$OUT/ptx_test.log" 2>&1
