@@ -140,7 +140,7 @@ struct Args {
   int num_m;      // ceil(L / kBlockM)
   int num_items;  // num_m * B * H: the persistent kernel's work items
   int causal_offset;
-  int head_group;  // the causal work order (kernel.cuh, item_at): heads per group, or 0: paired items
+  int head_group;    // the causal work order (kernel.cuh, item_at): heads per group, or 0: paired items
   int ev;            // the head dim of V and O (<= E: the tile's columns beyond it are zeros, not stored)
   float scale_log2;  // c = |scale| * log2(e) > 0 (prepare() in launch_template.cuh)
   int negate_q;      // 1: the scale was negative, the consumers flip Q's sign (kernel.cuh)

@@ -593,7 +593,7 @@ __device__ __forceinline__ Item item_at(const Args& a, int it) {
   return Item{m_blk * C::kBlockM, bh % a.H, bh / a.H};
 }
 
-// The persistent kernel's k-th work item on this CTA (num_items or more: none left). A static order:
+// The persistent kernels' k-th work item on this CTA (num_items or more: none left). A static order:
 // items c, c + G, c + 2G, ... on CTA c of G, or under causal with paired items (a.head_group == 0)
 // pairs c, c + G, ..., both items of a pair in turn, so every CTA gets about the same number of key
 // tiles (NOTES_v4.md step 13).
@@ -639,8 +639,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 }
 
 // The persistent kernels' mbarriers (kernel.cuh's and kernel_xitem.cuh's), set by thread 0 before
-// the CTA's first __syncthreads: two Q buffers (full: the TMA's bytes; empty: one arrival per
-// consumer warp) and the K/V ring.
+// the CTA's first __syncthreads: C::kQBuffers Q buffers (full: the TMA's bytes; empty: one arrival
+// per consumer warp) and the K/V ring.
 template <class C>
 __device__ __forceinline__ void init_persistent_barriers(typename C::PSmem& s) {
   for (int i = 0; i < C::kQBuffers; ++i) {

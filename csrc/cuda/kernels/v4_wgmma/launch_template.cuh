@@ -173,7 +173,7 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 // matmul flops per exp2 the softmax hides under the warpgroup's own PV, and the turns only add waits;
 // measured even or 2-4% ahead at N <= 1024 and 7% behind at 16k with them, NOTES_v4.md; with the
 // persistent kernel 1-7% behind at N <= 4096). The persistent kernel (one Q buffer, O from registers:
-// config.h) up to S = 2048, where it beat the one-item grid by 2-10% (NOTES_v4.md step 14; at 4096 it
+// config.h) up to S = 2048, where it beat the one-item grid by 1-10% (NOTES_v4.md step 14; at 4096 it
 // lost 1-6%); FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off. A/B switches:
 // FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong (one-item grid), FLASH_ATTN_EXT_V4_SIMPLE=1 runs the
 // unpipelined loop on the same tile.
