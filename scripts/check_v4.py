@@ -188,6 +188,7 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # (the next item's first Q K^T issued with the current item's last P V; NOTES_v4.md step 8),
 # "v4_xitem7" the same on 7 CTAs (many items per CTA, so the cross step runs on every shape).
 # "v4_narrow" the default without the wide tiles (128 x 176, 192 x 128 causal) at S >= 2048.
+# "v4_1cta" the default with E = 64 causal on one CTA per SM (its persistent kernel runs two by default).
 # Any variant with "_g<n>" appended ("v4_g16", "v4_persist_g4", "v4_gall") runs with the causal work
 # order's heads grouped by n (FLASH_ATTN_EXT_HEAD_GROUP; kernel.cuh, item_at). "v3" (timing only)
 # is the v3_mma rung, beside v4 at the head dims v4 pads.
@@ -204,6 +205,7 @@ VARIANTS = {
     "v4_xitem": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1"},
     "v4_xitem7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
     "v4_narrow": {"FLASH_ATTN_EXT_V4_WIDE_FROM": "1000000000"},
+    "v4_1cta": {"FLASH_ATTN_EXT_V4_E64_2CTA": "0"},
 
 }
 SAME_AS_V4_AT_E256 = {"v4_onecta"}

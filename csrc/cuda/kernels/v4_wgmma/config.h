@@ -15,8 +15,9 @@ constexpr int kChunk = 64;  // values per 128-byte swizzled row
 constexpr int kStages = 2;
 constexpr int kQStages = 2;  // Q buffers of the persistent kernels up to E = 128
 
-// One tile shape: BM query rows per CTA (BM / 64 consumer warpgroups), BN keys per K/V tile.
-template <int E_, int BM, int BN>
+// One tile shape: BM query rows per CTA (BM / 64 consumer warpgroups), BN keys per K/V tile, CTAS
+// CTAs resident per SM (their registers and shared memory split the SM's).
+template <int E_, int BM, int BN, int CTAS = 1>
 struct Cfg {
   static_assert(E_ % kChunk == 0, "v4: E must be a multiple of 64");
   static_assert(BM % 64 == 0 && BN % 16 == 0, "v4: BM a multiple of 64, BN of 16");
@@ -26,6 +27,7 @@ struct Cfg {
   static constexpr int kBlockN = BN;
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  static constexpr int kCtasPerSm = CTAS;
   static constexpr int kVStages = kStages;
   // Lazy rescale (softmax.cuh, kMaxSlack): a row's running max moves only when a tile's max passes it
   // by more than the slack, and a warp whose rows all kept theirs skips the O rescale (NOTES_v4.md
@@ -34,9 +36,15 @@ struct Cfg {
   // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
   // (2 consumer warpgroups: 128 * 24 + 256 * 240 = 64512 of the SM's 65536; 3: 128 * 24 +
   // 384 * 160 = 64512).
+  // setmaxnreg moves registers within the CTA's launch allocation: __launch_bounds__ gives each thread
+  // 65536 / (kThreads * CTAS) rounded down to 8 (168 for 384 threads, 80 for two CTAs of 384), and the
+  // producer's and consumers' shares must fit in that (two CTAs: 128 * 24 + 256 * 104 = 29696 <= 30720).
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = kConsumerWarpgroups == 2 ? 240 : 160;
-  static_assert(128 * kProducerRegs + 128 * kConsumerWarpgroups * kConsumerRegs <= 65536, "v4: register budget");
+  static constexpr int kConsumerRegs = CTAS == 2 ? 104 : kConsumerWarpgroups == 2 ? 240 : 160;
+  static constexpr int kLaunchRegs = 65536 / (kThreads * CTAS) / 8 * 8;
+  static_assert(128 * kProducerRegs + 128 * kConsumerWarpgroups * kConsumerRegs <= kThreads * kLaunchRegs,
+                "v4: register budget");
+  static constexpr int kMaxSmemBytes = 233472 / CTAS - 1024;  // the SM's 228 KB, 1 KB reserved per CTA
 
   struct alignas(1024) Smem {
     alignas(1024) uint16_t q[BM * E];
@@ -50,7 +58,7 @@ struct Cfg {
   };
   // Dynamic shared memory to request: the struct plus slack to align its start to 1024.
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
-  static_assert(kSmemBytes <= 227 * 1024, "v4: shared memory");
+  static_assert(kSmemBytes <= kMaxSmemBytes, "v4: shared memory");
 
   // The persistent kernel's layout. Up to E = 128: two Q buffers, so the next work item's Q lands
   // while the current one still reads its own, and an O staging tile for the TMA store, so the
@@ -74,7 +82,7 @@ struct Cfg {
     alignas(8) uint64_t v_empty[kStages];
   };
   static constexpr int kPSmemBytes = static_cast<int>(sizeof(PSmem)) + 1024;
-  static constexpr bool kPersistentFits = kPSmemBytes <= 227 * 1024;
+  static constexpr bool kPersistentFits = kPSmemBytes <= kMaxSmemBytes;
 };
 
 // E = 256: the only tile, for every S, causal or not (the one-item and the persistent kernel).
@@ -108,6 +116,7 @@ struct CfgF32 {
   static constexpr int kBlockN = BN;
   static constexpr int kConsumerWarpgroups = BM / 64;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  static constexpr int kCtasPerSm = 1;
   static constexpr int kVStages = 3;
   static constexpr bool kLazyRescale = false;  // the float32 kernel: not measured there
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;

@@ -604,7 +604,7 @@ __device__ __forceinline__ int64_t cta_item(const Args& a, int k) {
 }
 
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-__global__ void __launch_bounds__(C::kThreads, 1)
+__global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
     v4_fwd_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                   const __grid_constant__ CUtensorMap tv, const Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -689,7 +689,7 @@ __device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUten
 // sides. A waiter can never be two phases behind: the producer refills a stage or Q buffer
 // only after every consumer warp has released its previous use.
 template <typename T, class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-__global__ void __launch_bounds__(C::kThreads, 1)
+__global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
     v4_fwd_persistent_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                              const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap to,
                              const Args a) {

@@ -115,7 +115,7 @@ __device__ __forceinline__ void produce_f32(const CUtensorMap* tq, const CUtenso
 }
 
 template <class C, bool CAUSAL, bool OVERLAP, bool PINGPONG>
-__global__ void __launch_bounds__(C::kThreads, 1)
+__global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
     v4_fwd_f32_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                       const ArgsF32 a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)

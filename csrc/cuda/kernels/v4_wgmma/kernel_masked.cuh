@@ -175,7 +175,7 @@ __device__ __forceinline__ void attend_masked(const Args& a, typename C::Smem& s
 // One CTA per (query block, b, h), as v4_fwd_kernel; the block's tile list, count, bits and
 // hidden keys come from its mask slice (mb, mh) = (b or 0, h or 0).
 template <typename T, class C, bool PINGPONG>
-__global__ void __launch_bounds__(C::kThreads, 1)
+__global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
     v4_fwd_masked_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                          const __grid_constant__ CUtensorMap tv, const Args a, const MaskArgs mk) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)

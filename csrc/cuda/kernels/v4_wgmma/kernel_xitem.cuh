@@ -213,7 +213,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
 // The persistent kernel of kernel.cuh with consume_chain as its consumers; same grid, same
 // shared-memory layout, same producer.
 template <typename T, class C, bool CAUSAL>
-__global__ void __launch_bounds__(C::kThreads, 1)
+__global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
     v4_fwd_persistent_xitem_kernel(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                                    const __grid_constant__ CUtensorMap tv, const __grid_constant__ CUtensorMap to,
                                    const Args a) {

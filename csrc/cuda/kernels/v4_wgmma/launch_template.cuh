@@ -103,7 +103,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   const char* cap = std::getenv("FLASH_ATTN_EXT_V4_CTAS");
   if (cap != nullptr && std::atoi(cap) > 0) sms = std::atoi(cap);
-  const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1)));
+  const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1) * C::kCtasPerSm));
   // Causal items run in pairs (kernel.cuh, cta_item) once every CTA gets two pairs or more; on fewer
   // items longest first over all heads.
   a.head_group = head_group(p, a.num_items < 4 * static_cast<int64_t>(grid) ? p.B * p.H : 0);
@@ -137,6 +137,11 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 // +6 / +4%, N = 4096 +4 / +2%), which measured even with the plain persistent kernel at S <= 1024
 // and slower under causal. Causal it took over from S = 1024 to 4096 once its items ran in pairs
 // (step 13, bf16: E = 128 N = 2048 493 vs 411, N = 4096 529 vs 497; E = 64 349 vs 321, 383 vs 370).
+// E = 64 causal runs it on two CTAs per SM (128 x 64 tiles, 104 registers per consumer thread, the
+// unpipelined loop without pingpong: the overlapped loop spills at that budget): four consumer warpgroups
+// per SM hide the softmax's latency that two could not (step 15, bf16: N = 512 249 vs 226, 1024 318 vs
+// 294, 2048 369 vs 351, 4096 399 vs 383; non-causal it lost 5-24%); FLASH_ATTN_EXT_V4_E64_2CTA=0 runs
+// the one-CTA tile there instead.
 // FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
 // FLASH_ATTN_EXT_V4_XITEM=1 / =0 forces the cross-item form on / off wherever the persistent kernel runs.
 template <typename T, int E, bool CAUSAL>
@@ -145,6 +150,11 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
   const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
   const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 4096;
+  if constexpr (E == 64 && CAUSAL) {
+    const char* two = std::getenv("FLASH_ATTN_EXT_V4_E64_2CTA");
+    if (use_persistent && (two == nullptr || two[0] != '0'))
+      return run_persistent<T, Cfg<64, 128, 64, 2>, CAUSAL, false, false>(p, stream);
+  }
   if (use_persistent) {
     using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
     const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
