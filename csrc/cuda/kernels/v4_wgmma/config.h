@@ -33,12 +33,11 @@ struct Cfg {
   // by more than the slack, and a warp whose rows all kept theirs skips the O rescale (NOTES_v4.md
   // step 11: +2-5% against rescaling every tile).
   static constexpr bool kLazyRescale = true;
-  // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest
-  // (2 consumer warpgroups: 128 * 24 + 256 * 240 = 64512 of the SM's 65536; 3: 128 * 24 +
-  // 384 * 160 = 64512).
-  // setmaxnreg moves registers within the CTA's launch allocation: __launch_bounds__ gives each thread
-  // 65536 / (kThreads * CTAS) rounded down to 8 (168 for 384 threads, 80 for two CTAs of 384), and the
-  // producer's and consumers' shares must fit in that (two CTAs: 128 * 24 + 256 * 104 = 29696 <= 30720).
+  // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest. setmaxnreg
+  // moves registers within the CTA's launch allocation, 65536 / (kThreads * CTAS) per thread rounded down
+  // to 8 (a consumer asking for more than is free would wait forever): one CTA of 384 threads gets 168,
+  // so 128 * 24 + 256 * 240 = 64512 (two consumer warpgroups) or 128 * 24 + 384 * 160 = 64512 (three);
+  // two CTAs of 384 get 80, so 128 * 24 + 256 * 104 = 29696 of 30720.
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = CTAS == 2 ? 104 : kConsumerWarpgroups == 2 ? 240 : 160;
   static constexpr int kLaunchRegs = 65536 / (kThreads * CTAS) / 8 * 8;
