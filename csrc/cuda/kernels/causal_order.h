@@ -5,7 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
+
+#include "env_switch.h"
 
 namespace flash_attn_ext::cuda {
 
@@ -21,11 +22,7 @@ __host__ __device__ __forceinline__ void grouped_longest_first(I it, I num_m, I 
 }
 
 // FLASH_ATTN_EXT_HEAD_GROUP=n forces the group size (A/B runs); 0 when unset.
-inline int64_t head_group_override() {
-  const char* env = std::getenv("FLASH_ATTN_EXT_HEAD_GROUP");
-  const int64_t g = env != nullptr ? std::atoll(env) : 0;
-  return g > 0 ? g : 0;
-}
+inline int64_t head_group_override() { return env_int("FLASH_ATTN_EXT_HEAD_GROUP", 0); }
 
 // A one-item grid's group: the query heads whose K and V (kv_head_bytes per KV head, read by q_per_kv
 // query heads) fit in 16 MB, a third of the H200's L2, and at most 8. Longest first over all heads lost

@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "../../../common/params.h"
 #include "../../ptx/tma_host.h"
 #include "../causal_order.h"
+#include "../env_switch.h"
 #include "kernel.cuh"
 #include "kernel_f32.cuh"
 #include "kernel_xitem.cuh"
@@ -101,8 +101,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
   int dev = 0, sms = 0;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  const char* cap = std::getenv("FLASH_ATTN_EXT_V4_CTAS");
-  if (cap != nullptr && std::atoi(cap) > 0) sms = std::atoi(cap);
+  sms = static_cast<int>(std::min<int64_t>(env_int("FLASH_ATTN_EXT_V4_CTAS", sms), 1 << 20));
   const int grid = std::max(1, std::min(a.num_items, std::max(sms, 1) * C::kCtasPerSm));
   // Causal items run in pairs (kernel.cuh, cta_item) once every CTA gets two pairs or more; on fewer
   // items longest first over all heads.
@@ -146,27 +145,22 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 // FLASH_ATTN_EXT_V4_XITEM=1 / =0 forces the cross-item form on / off wherever the persistent kernel runs.
 template <typename T, int E, bool CAUSAL>
 bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
-  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
-  if (simple != nullptr && simple[0] == '1') return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
-  const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  const bool use_persistent = persistent != nullptr ? persistent[0] == '1' : p.S <= 4096;
+  if (env_flag("FLASH_ATTN_EXT_V4_SIMPLE", false)) return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
+  const bool use_persistent = env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= 4096);
   if constexpr (E == 64 && CAUSAL) {
-    const char* two = std::getenv("FLASH_ATTN_EXT_V4_E64_2CTA");
-    if (use_persistent && (two == nullptr || two[0] != '0'))
+    if (use_persistent && env_flag("FLASH_ATTN_EXT_V4_E64_2CTA", true))
       return run_persistent<T, Cfg<64, 128, 64, 2>, CAUSAL, false, false>(p, stream);
   }
   if (use_persistent) {
     using PC = std::conditional_t<E == 64 && !CAUSAL, Cfg<E, 192, 128>, Cfg<E, 128, 128>>;
-    const char* xitem = std::getenv("FLASH_ATTN_EXT_V4_XITEM");
-    const bool use_xitem = xitem != nullptr ? xitem[0] == '1' : E == 128 && !CAUSAL && p.S > 1024;
-    if (use_xitem) return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
+    if (env_flag("FLASH_ATTN_EXT_V4_XITEM", E == 128 && !CAUSAL && p.S > 1024))
+      return run_persistent<T, PC, CAUSAL, true, true, true>(p, stream);
     return run_persistent<T, PC, CAUSAL, true, true>(p, stream);
   }
   // The wide tiles from S = 2048 on, except E = 128 causal: there 128 x 176 wastes 12% on the diagonal at
   // N = 2048 (128 x 128: 6%) and measured 408 vs 436 TFLOP/s, even at 4096, ahead from 8192 on (NOTES_v4.md
   // step 11, session 6 call 5). FLASH_ATTN_EXT_V4_WIDE_FROM=n moves the threshold (A/B runs).
-  const char* wide_env = std::getenv("FLASH_ATTN_EXT_V4_WIDE_FROM");
-  const int64_t wide_from = wide_env != nullptr ? std::atoll(wide_env) : (E == 128 && CAUSAL ? 4096 : 2048);
+  const int64_t wide_from = env_int("FLASH_ATTN_EXT_V4_WIDE_FROM", E == 128 && CAUSAL ? 4096 : 2048);
   if constexpr (E == 64 && !CAUSAL) {
     return run_cfg<T, Cfg<E, 192, 128>, CAUSAL, true, true>(p, stream);
   } else {
@@ -190,12 +184,9 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 template <typename T, bool CAUSAL>
 bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
   using C = Cfg<256, 128, kBlockN256>;
-  const char* simple = std::getenv("FLASH_ATTN_EXT_V4_SIMPLE");
-  if (simple != nullptr && simple[0] == '1') return run_cfg<T, C, CAUSAL, false, false>(p, stream);
-  const char* pingpong = std::getenv("FLASH_ATTN_EXT_V4_PINGPONG");
-  if (pingpong != nullptr && pingpong[0] == '1') return run_cfg<T, C, CAUSAL, true, true>(p, stream);
-  const char* persistent = std::getenv("FLASH_ATTN_EXT_V4_PERSISTENT");
-  if (persistent != nullptr ? persistent[0] == '1' : p.S <= 2048) return run_persistent<T, C, CAUSAL, true, false>(p, stream);
+  if (env_flag("FLASH_ATTN_EXT_V4_SIMPLE", false)) return run_cfg<T, C, CAUSAL, false, false>(p, stream);
+  if (env_flag("FLASH_ATTN_EXT_V4_PINGPONG", false)) return run_cfg<T, C, CAUSAL, true, true>(p, stream);
+  if (env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= 2048)) return run_persistent<T, C, CAUSAL, true, false>(p, stream);
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
@@ -222,12 +213,8 @@ bool run_f32_cfg(const FwdParams& p, cudaStream_t stream) {
 // FLASH_ATTN_EXT_V4_OVERLAP=1 / FLASH_ATTN_EXT_V4_PINGPONG=1 switch either on, for that A/B.
 template <int E, bool CAUSAL>
 bool run_v4_f32(const FwdParams& p, cudaStream_t stream) {
-  auto flag = [](const char* name, bool fallback) {
-    const char* v = std::getenv(name);
-    return v == nullptr ? fallback : v[0] == '1';
-  };
-  const bool overlap = flag("FLASH_ATTN_EXT_V4_OVERLAP", false);
-  const bool pingpong = flag("FLASH_ATTN_EXT_V4_PINGPONG", false);
+  const bool overlap = env_flag("FLASH_ATTN_EXT_V4_OVERLAP", false);
+  const bool pingpong = env_flag("FLASH_ATTN_EXT_V4_PINGPONG", false);
   if (overlap) return pingpong ? run_f32_cfg<E, CAUSAL, true, true>(p, stream) : run_f32_cfg<E, CAUSAL, true, false>(p, stream);
   return pingpong ? run_f32_cfg<E, CAUSAL, false, true>(p, stream) : run_f32_cfg<E, CAUSAL, false, false>(p, stream);
 }
