@@ -192,9 +192,10 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # Any variant with "_g<n>" appended ("v4_g16", "v4_persist_g4", "v4_gall") runs with the causal work
 # order's heads grouped by n (FLASH_ATTN_EXT_HEAD_GROUP; kernel.cuh, item_at). "v3" (timing only)
 # is the v3_mma rung, beside v4 at the head dims v4 pads.
-# E > 128 runs on the E = 256 tile, whose one-item kernel is the default: there v4_onecta runs exactly
-# what v4 runs, so the correctness sweep leaves those head dims out for it (the xitem variants run the
-# plain persistent kernel there).
+# E > 128 runs on the E = 256 tile, which has no wide tile and no two-CTA form: there v4_narrow and v4_1cta
+# run exactly what v4 runs, so the correctness sweep leaves those head dims out for them (v4_onecta runs the
+# one-item grid there, v4 the persistent kernel up to S = 2048; the xitem variants run the plain persistent
+# kernel).
 VARIANTS = {
     "v4": {},
     "v4_onecta": {"FLASH_ATTN_EXT_V4_PERSISTENT": "0"},
@@ -206,9 +207,8 @@ VARIANTS = {
     "v4_xitem7": {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_XITEM": "1", "FLASH_ATTN_EXT_V4_CTAS": "7"},
     "v4_narrow": {"FLASH_ATTN_EXT_V4_WIDE_FROM": "1000000000"},
     "v4_1cta": {"FLASH_ATTN_EXT_V4_E64_2CTA": "0"},
-
 }
-SAME_AS_V4_AT_E256 = {"v4_onecta"}
+SAME_AS_V4_AT_E256 = {"v4_narrow", "v4_1cta"}
 LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")
 BENCH = os.environ.get("V4_BENCH", "v4,v4_onecta").split(",")
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # On the H200, < 560 s, from the repository root: the checks and timings of a change to v4. Build; then,
 # concurrently, the whole pytest suite and two check_v4.py sweeps; then compute-sanitizer (memcheck over
-# v4_sanitize.py's default, --mask and --tf32 lists and over the sweep's second head dims on the persistent
-# kernel with the causal heads grouped by 3 (or the switches in V4_SAN_SWEEP2_ENV); synccheck and racecheck
-# (persistent) over two head dims each; the persistent kernel on 7 CTAs);
+# v4_sanitize.py's default list, once as routed (the persistent kernels at its sizes) and once on the one-item
+# grid, over its --mask and --tf32 lists and over the sweep's second head dims on the persistent kernel with
+# the causal heads grouped by 3 (or the switches in V4_SAN_SWEEP2_ENV); synccheck and racecheck (persistent)
+# over two head dims each; the persistent kernel on 7 CTAs);
 # then, alone on the GPU, forward timings beside SDPA flash and cuDNN (check_v4.py --no-check, the
 # variants in V4_BENCH, args passed on, e.g. --ns 1024,4096 --head-dims 64,128 --dtypes bfloat16), and
 # a second table when V4_BENCH2 names its variants (args in V4_BENCH2_ARGS); printed last. Logs under OUT.
@@ -45,7 +46,8 @@ san memcheck memcheck_tf32 "" --tf32 & p3=$!
 (export ${V4_SAN_SWEEP2_ENV:-FLASH_ATTN_EXT_HEAD_GROUP=3 FLASH_ATTN_EXT_V4_PERSISTENT=1}; san memcheck memcheck_sweep2 "$SWEEP2_E") & p4=$!
 san synccheck synccheck "${SWEEP_E%%,*},${SWEEP2_E%%,*}" & p5=$!
 (export FLASH_ATTN_EXT_V4_PERSISTENT=1; san racecheck racecheck "${SWEEP2_E##*,},128") & p6=$!
-wait $p1; r1=$?; wait $p2; r2=$?; wait $p3; r3=$?; wait $p4; r4=$?; wait $p5; r5=$?; wait $p6; r6=$?
+(export FLASH_ATTN_EXT_V4_PERSISTENT=0; san memcheck memcheck_onecta "$SWEEP_E") & p7=$!
+wait $p1; r1=$?; wait $p2; r2=$?; wait $p3; r3=$?; wait $p4; r4=$?; wait $p5; r5=$?; wait $p6; r6=$?; wait $p7; r7=$?
 since "sanitizers done"
 
 V4_BENCH=${V4_BENCH:-v4} timeout $(cap 200 70) python3 scripts/check_v4.py --no-check --no-mask --json "$OUT/bench.json" "$@" \
@@ -63,10 +65,10 @@ echo "== pytest, whole suite (rc $rc_test)"; grep -E "passed|failed|error" "$OUT
 grep -E "^FAILED|^ERROR" "$OUT/pytest.log" | head -12
 echo "== check_v4 sweep $SWEEP_E (rc $rc_sweep)"; grep -vE "^explain" "$OUT/sweep.log" | tail -8
 echo "== check_v4 sweep $SWEEP2_E (rc $rc_sweep2)"; grep -vE "^explain" "$OUT/sweep2.log" | tail -8
-for t in memcheck memcheck_mask memcheck_tf32 memcheck_sweep2 synccheck racecheck; do
+for t in memcheck memcheck_onecta memcheck_mask memcheck_tf32 memcheck_sweep2 synccheck racecheck; do
   echo "== $t"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|v4_sanitize|Error" "$OUT/$t.log" | head -3
 done
-since "rc pytest $rc_test sweeps $rc_sweep $rc_sweep2 sanitizers $r1 $r2 $r3 $r4 $r5 $r6 bench $rc_bench $rc_bench2"
+since "rc pytest $rc_test sweeps $rc_sweep $rc_sweep2 sanitizers $r1 $r2 $r3 $r4 $r5 $r6 $r7 bench $rc_bench $rc_bench2"
 echo "== forward TFLOP/s (rc $rc_bench)"
 grep -A40 "^dtype" "$OUT/bench.log"
 [ -n "${V4_BENCH2:-}" ] && { echo "== forward TFLOP/s, second table (rc $rc_bench2)"; grep -A60 "^dtype" "$OUT/bench2.log"; }

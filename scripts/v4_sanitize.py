@@ -1,8 +1,9 @@
-"""A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64, 128 and 256; S >= 2048 reaches
-the wide tiles; the last shapes give the persistent kernel several work items per CTA when
-FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with no visible key) for compute-sanitizer.
-E = 256 (one 128 x 80 tile, one-CTA kernel) gets its own, shorter list: key and query tails (257,
-300: not multiples of 80 or 128), both causal alignments, whole query blocks that see no key, GQA.
+"""A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64, 128 and 256; the last shapes give the
+persistent kernel several work items per CTA when FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with
+no visible key) for compute-sanitizer. At these sizes the default routing runs the persistent kernels only;
+FLASH_ATTN_EXT_V4_PERSISTENT=0 puts every call on the one-item grid instead (S >= 2048 then reaches its wide
+tiles, except E = 128 causal). E = 256 (one 128 x 80 tile) gets its own, shorter list: key and query tails
+(257, 300: not multiples of 80 or 128), both causal alignments, whole query blocks that see no key, GQA.
 V4_SAN_E picks the head dims (comma-separated, 64,128,256 by default; others run padded, those above 128
 with E = 256's list).
 

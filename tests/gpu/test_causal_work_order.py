@@ -9,22 +9,21 @@ import pytest
 import torch
 
 from support.inputs import qkv
-from support.runner import check, needs_sm90
+from support.runner import V4_ONE_ITEM, check, needs_sm90
 
 # (name, kernel, switches, H, Hkv, L, S, E, causal). FLASH_ATTN_EXT_V4_CTAS=20 gives the persistent
 # kernels a small grid, so that these shapes hand every CTA two pairs or more (the pair order's rule).
 PERSIST20 = {"FLASH_ATTN_EXT_V4_PERSISTENT": "1", "FLASH_ATTN_EXT_V4_CTAS": "20"}
-ONE_ITEM = {"FLASH_ATTN_EXT_V4_PERSISTENT": "0"}
 CASES = [
     ("v4 pairs E64", "v4_wgmma", PERSIST20, 10, 5, 1100, 1100, 64, "bottom_right"),
     ("v4 pairs E256", "v4_wgmma", PERSIST20, 12, 12, 1000, 1000, 256, "top_left"),
     ("v4 cross-item pairs", "v4_wgmma", {**PERSIST20, "FLASH_ATTN_EXT_V4_XITEM": "1"}, 10, 5, 1100, 1100, 128, True),
     ("v4 persistent one group", "v4_wgmma", {**PERSIST20, "FLASH_ATTN_EXT_HEAD_GROUP": "1000"}, 10, 5, 1100, 1100,
      64, "bottom_right"),
-    ("v4 one-item groups", "v4_wgmma", ONE_ITEM, 13, 13, 1100, 1000, 128, "bottom_right"),
-    ("v4 one-item groups of 3", "v4_wgmma", {**ONE_ITEM, "FLASH_ATTN_EXT_HEAD_GROUP": "3"}, 13, 13, 1000, 1100, 64,
+    ("v4 one-item groups", "v4_wgmma", V4_ONE_ITEM, 13, 13, 1100, 1000, 128, "bottom_right"),
+    ("v4 one-item groups of 3", "v4_wgmma", {**V4_ONE_ITEM, "FLASH_ATTN_EXT_HEAD_GROUP": "3"}, 13, 13, 1000, 1100, 64,
      "top_left"),
-    ("v4 one-item E256 groups", "v4_wgmma", ONE_ITEM, 13, 13, 700, 700, 256, True),
+    ("v4 one-item E256 groups", "v4_wgmma", V4_ONE_ITEM, 13, 13, 700, 700, 256, True),
     ("v3 groups", "v3_mma", {}, 13, 13, 1000, 1000, 64, True),
     ("v3 groups of 3", "v3_mma", {"FLASH_ATTN_EXT_HEAD_GROUP": "3"}, 13, 13, 1000, 1100, 128, "bottom_right"),
 ]

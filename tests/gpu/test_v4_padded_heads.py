@@ -7,25 +7,18 @@ import torch
 
 import flash_attn_ext
 from support.inputs import qkv
-from support.runner import check, needs_sm90
+from support.runner import V4_PATHS, check, needs_sm90, on_v4_path
 
 pytestmark = needs_sm90
 
 HEAD_DIMS = [8, 40, 72, 96, 112, 160, 200]
-# (name, L, S, causal): S <= 1024 runs the persistent kernel, causal S > 1024 the one-item kernel,
-# non-causal 1024 < S <= 4096 the cross-item kernel at 64 < E <= 128 (launch_template.cuh's routing).
-PATHS = [
-    ("persistent", 300, 257, "bottom_right"),
-    ("one-item", 1100, 1300, "top_left"),
-    ("cross-item", 700, 1500, False),
-]
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[p[0] for p in PATHS])
+@pytest.mark.parametrize("path", V4_PATHS, ids=[p[0] for p in V4_PATHS])
 @pytest.mark.parametrize("E", HEAD_DIMS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_padded_head_dims(gen, dtype, E, path):
-    _, L, S, causal = path
+def test_padded_head_dims(gen, monkeypatch, dtype, E, path):
+    L, S, causal = on_v4_path(monkeypatch, path)
     q, k, v = qkv(gen, B=2, H=4, Hkv=2, L=L, S=S, E=E, dtype=dtype, device="cuda")
     assert flash_attn_ext.explain(q, k, v, causal=causal)["kernel"] == "v4_wgmma"
     out, _ = check("v4_wgmma", q, k, v, causal=causal)

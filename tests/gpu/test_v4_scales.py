@@ -7,26 +7,19 @@ import pytest
 import torch
 
 from support.inputs import qkv
-from support.runner import attend, check, needs_sm90
+from support.runner import V4_PATHS, attend, check, needs_sm90, on_v4_path
 
 pytestmark = needs_sm90
 
 SCALES = [-0.3, 0.0, 0.7]
-# (name, L, S, causal, env): S <= 1024 runs the persistent kernel, causal S > 1024 the one-item kernel,
-# non-causal E = 128 with 1024 < S <= 4096 the cross-item kernel (launch_template.cuh's routing).
-PATHS = [
-    ("persistent", 300, 257, "bottom_right"),
-    ("one-item", 1100, 1300, "top_left"),
-    ("cross-item", 700, 1500, False),
-]
 
 
 @pytest.mark.parametrize("scale", SCALES, ids=str)
-@pytest.mark.parametrize("path", PATHS, ids=[p[0] for p in PATHS])
+@pytest.mark.parametrize("path", V4_PATHS, ids=[p[0] for p in V4_PATHS])
 @pytest.mark.parametrize("E", [64, 128])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_scales_16bit(gen, dtype, E, path, scale):
-    _, L, S, causal = path
+def test_scales_16bit(gen, monkeypatch, dtype, E, path, scale):
+    L, S, causal = on_v4_path(monkeypatch, path)
     q, k, v = qkv(gen, B=2, H=4, Hkv=2, L=L, S=S, E=E, dtype=dtype, device="cuda")
     check("v4_wgmma", q, k, v, scale=scale, causal=causal)
 

@@ -15,6 +15,25 @@ needs_sm90 = pytest.mark.skipif(
     not torch.cuda.is_available() or torch.cuda.get_device_capability() != (9, 0), reason="needs an sm_90 GPU"
 )
 
+# v4's kernels by its routing (launch_template.cuh): (name, L, S, causal, switches). S <= 1024 takes the
+# persistent kernel (E = 64 causal: on two CTAs per SM); the one-item grid, which by default takes only long
+# sequences, is forced by FLASH_ATTN_EXT_V4_PERSISTENT=0; non-causal 1024 < S <= 4096 takes the cross-item
+# kernel at 64 < E <= 128 (the plain persistent kernel at other head dims).
+V4_ONE_ITEM = {"FLASH_ATTN_EXT_V4_PERSISTENT": "0"}
+V4_PATHS = [
+    ("persistent", 300, 257, "bottom_right", {}),
+    ("one-item", 1100, 1300, "top_left", V4_ONE_ITEM),
+    ("cross-item", 700, 1500, False, {}),
+]
+
+
+def on_v4_path(monkeypatch, path):
+    """Sets one of V4_PATHS' switches for this test; returns its (L, S, causal)."""
+    _, L, S, causal, switches = path
+    for name, value in switches.items():
+        monkeypatch.setenv(name, value)
+    return L, S, causal
+
 
 def declines(kernel, q, k, v, scale=None, mask=None, causal=False, float32_precision="auto"):
     """Why ``kernel`` will not take these inputs, or None when it takes them."""
