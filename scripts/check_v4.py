@@ -179,7 +179,7 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 
 
 # The environment of each variant: "v4" is the default choice of loop, tile and grid (persistent
-# at S <= 1024); "v4_onecta" the same without the persistent kernel (one CTA per work item);
+# at S <= 4096, at E = 256 S <= 2048); "v4_onecta" the same without the persistent kernel (one CTA per work item);
 # "v4_simple" the unpipelined loop on the 128 x 128 tile; "v4_persist" the persistent kernel (one
 # CTA per SM) everywhere; "v4_persist7" the same on 7 CTAs, so that even the small shapes of the
 # sweep put many work items (and items with no visible key) through each CTA's barrier rings.
