@@ -1,9 +1,9 @@
 """The E = 256 tile's narrow last key tiles (kernel.cuh, with_tail_width): an item's last 80-key tile runs
-Q K^T and P V over only 32, 48 or 64 keys when no row of the query block sees more. The key counts below
-put the last tile's visible keys on each side of every width (1, 31, 32, 33, 48, 49, 64, 65, 79, 80), without
-causal through the key tail and with causal through the query blocks' last rows, on the persistent and the
-one-item kernels, at E = 256 and at a head dim padded to it. The whole-tile form (FLASH_ATTN_EXT_V4_NARROW_TAIL=0)
-runs the same cases as the baseline."""
+P V over only 16, 32, 48 or 64 keys when no row of the query block sees more. The key counts below put the
+last tile's visible keys on each side of every width (1, 16, 17, 31, 32, 33, 48, 49, 64, 65, 79, 80),
+without causal through the key tail and with causal through the query blocks' last rows, on the persistent
+and the one-item kernels, at E = 256 and at a head dim padded to it. The whole-tile form
+(FLASH_ATTN_EXT_V4_NARROW_TAIL=0) runs the same cases as the baseline."""
 import pytest
 import torch
 
@@ -14,7 +14,7 @@ from support.runner import V4_ONE_ITEM, check, needs_sm90
 pytestmark = needs_sm90
 
 GRIDS = {"persistent": {}, "one-item": V4_ONE_ITEM}
-TAILS = [1, 31, 32, 33, 48, 49, 64, 65, 79, 80]
+TAILS = [1, 16, 17, 31, 32, 33, 48, 49, 64, 65, 79, 80]
 
 
 def use(monkeypatch, grid, narrow):

@@ -44,14 +44,11 @@ struct Cfg {
   static_assert(128 * kProducerRegs + 128 * kConsumerWarpgroups * kConsumerRegs <= kThreads * kLaunchRegs,
                 "v4: register budget");
   static constexpr int kMaxSmemBytes = 233472 / CTAS - 1024;  // the SM's 228 KB, 1 KB reserved per CTA
-  // An item's last key tile runs Q K^T and P V only over the narrowest of the widths kTailMin,
-  // kTailMin + kTailStep, ... that covers its visible keys (kernel.cuh, with_tail_width); kTailStep 0:
-  // always over the whole tile. Only the 80-key tiles (E = 256, below) take it: elsewhere the key tiles
-  // divide the query blocks, so causal items end on whole tiles, and the widths a 176-key tile would
-  // need cost ten more copies of the step. Not 16: with an m64n16 Q K^T in the loop ptxas serialised
-  // every wgmma of the overlapped kernels (C7511, "insufficient register resources").
+  // An item's last key tile runs P V only over the narrowest multiple of kTailStep keys that covers
+  // what its query block sees (kernel.cuh, with_tail_width); 0: always over the whole tile. Only the
+  // 80-key tiles (E = 256, below) take it: elsewhere the key tiles divide the query blocks, so causal
+  // items end on whole tiles.
   static constexpr int kTailStep = BN == 80 ? 16 : 0;
-  static constexpr int kTailMin = 32;
 
   struct alignas(1024) Smem {
     alignas(1024) uint16_t q[BM * E];
@@ -126,8 +123,7 @@ struct CfgF32 {
   static constexpr int kCtasPerSm = 1;
   static constexpr int kVStages = 3;
   static constexpr bool kLazyRescale = false;  // the float32 kernel: not measured there
-  static constexpr int kTailStep = 0;            // whole last tiles (TF32 wgmma takes N 64 or 128 only)
-  static constexpr int kTailMin = 0;
+  static constexpr int kTailStep = 0;            // whole last tiles
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
   static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 f32: register budget");

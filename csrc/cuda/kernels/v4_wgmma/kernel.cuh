@@ -150,52 +150,28 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
 template <typename T>
 constexpr int kStepK = std::is_same<T, float>::value ? 8 : 16;
 
-// S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for). W < kBlockN:
-// only the stage's first W keys (a narrow last tile, with_tail_width below).
-template <typename T, class C, int W = C::kBlockN>
-__device__ __forceinline__ void issue_qk(float (&sc)[W / 2], uint32_t q_base, uint32_t k_base) {
+// S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
+template <typename T, class C>
+__device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q_base, uint32_t k_base) {
   constexpr int E = C::E, kBlockM = C::kBlockM, kBlockN = C::kBlockN;
-  static_assert(W % 16 == 0 && W <= kBlockN, "v4: a narrow tile is a multiple of 16 keys");
 #pragma unroll
   for (int kk = 0; kk < E / kStepK<T>; ++kk) {
     const uint32_t off = (kk % 4) * 32;  // k-step inside a 128-byte swizzled row
     const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
     const uint64_t dk = ptx::desc_kmajor_sw128(k_base + (kk / 4) * kBlockN * 128 + off);
-    ptx::wgmma_ss<T, W, 0>(sc, dq, dk, kk > 0);
+    ptx::wgmma_ss<T, kBlockN, 0>(sc, dq, dk, kk > 0);
   }
   ptx::wgmma_commit();
 }
 
-// S of one key tile over its first W keys into sc, issued (issue) and then, once the wgmma group has
-// retired, taken into the whole tile's registers (take): a narrow tile (W < kBlockN) runs in its own
-// accumulator (written into sc's prefix, ptxas serialised the wgmmas and spilled), and the columns it
-// did not compute become -inf, hidden like keys past the end.
-template <typename T, class C, int W>
-struct TileScores {
-  static constexpr int kBlockN = C::kBlockN;
-  float narrow[W < kBlockN ? W / 2 : 1];
-  __device__ __forceinline__ void issue(float (&sc)[kBlockN / 2], uint32_t q_base, uint32_t k_base) {
-    if constexpr (W < kBlockN) issue_qk<T, C, W>(narrow, q_base, k_base);
-    else issue_qk<T, C>(sc, q_base, k_base);
-  }
-  __device__ __forceinline__ void take(float (&sc)[kBlockN / 2]) {
-    if constexpr (W < kBlockN) {
-      ptx::fence_operands(narrow);
-#pragma unroll
-      for (int i = 0; i < kBlockN / 2; ++i) sc[i] = i < W / 2 ? narrow[i] : -INFINITY;
-    } else {
-      ptx::fence_operands(sc);
-    }
-  }
-};
-
-// O += P V for one V stage, issued (not waited for); W < kBlockN: over its first W keys only.
-// 16-bit: V as TMA stored it, read MN-major.
+// O += P V for one V stage, issued (not waited for); W < kBlockN: over its first W keys only (a
+// narrow last tile, with_tail_width below). 16-bit: V as TMA stored it, read MN-major.
 // float: TF32 operands must be K-major, so the stage holds V^T (kernel_f32.cuh's producer writes
 // it: rows of 32 keys per 128-byte swizzled row, E rows per chunk), read like a K tile.
 template <typename T, class C, int W = C::kBlockN>
 __device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&p)[C::kBlockN / kStepK<T>][4],
                                          uint32_t v_base) {
+  static_assert(W % kStepK<T> == 0 && W <= C::kBlockN, "v4: a narrow tile is whole k-steps");
 #pragma unroll
   for (int kk = 0; kk < W / kStepK<T>; ++kk) {
     if constexpr (std::is_same<T, float>::value) {
@@ -249,13 +225,15 @@ __device__ __forceinline__ void end_block(bool never) {
 }
 
 // An item's last key tile often holds fewer visible keys than kBlockN (the key tail, or under causal
-// the block's last row): calls f(std::integral_constant<int, W>) with the narrowest of C's tail widths
-// (config.h, kTailMin and kTailStep) that covers `keys` (1 .. kBlockN), so the tile's Q K^T and P V
-// skip columns no row sees; kBlockN where C has no narrow tiles. f is instantiated once per width.
-// The branch is uniform across the CTA (keys is), as the wgmmas inside f need.
-template <class C, int W = C::kTailMin, class F>
+// the block's last row): calls f(std::integral_constant<int, W>) with the narrowest multiple W of
+// C::kTailStep that covers `keys` (1 .. kBlockN), so that tile's P V skips the keys no row sees (their
+// P is 0); kBlockN where C has no narrow tiles. f is instantiated once per width; the branch is uniform
+// across the CTA (keys is), and each f waits for its own wgmmas (in-flight wgmmas across the join made
+// ptxas serialise them). Q K^T stays whole: a narrow Q K^T in its own accumulator got every wgmma of
+// the kernel serialised (C7511, "insufficient register resources for the wgmma pipeline").
+template <class C, int W = C::kTailStep, class F>
 __device__ __forceinline__ void with_tail_width(int keys, F&& f) {
-  if constexpr (C::kTailStep == 0 || W >= C::kBlockN) {
+  if constexpr (W <= 0 || W >= C::kBlockN) {
     f(std::integral_constant<int, C::kBlockN>{});
   } else {
     if (keys <= W) f(std::integral_constant<int, W>{});
@@ -458,40 +436,32 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     }
   } else if (n_tiles > 0) {
     const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_tiles);
-    // The last tile's visible keys (1 .. kBlockN), or kBlockN where narrow tiles are switched off.
-    const int last_keys = a.narrow_tail ? keys_end<C, CAUSAL>(a, row0) - (n_tiles - 1) * kBlockN : kBlockN;
     ptx::mbar_wait(&s.k_full[stage(0)], phase(0));
     turns.wait();
-    // The fences sit inside each width's branch: a branch between fence and wgmma makes ptxas inject
-    // its own (C7519).
-    with_tail_width<C>(n_tiles == 1 ? last_keys : kBlockN, [&](auto w) {
-      TileScores<T, C, decltype(w)::value> s0;
-      ptx::wgmma_fence();
-      s0.issue(sc, q_base(), k_base(0));
-      turns.pass(false);  // the last turn is always the final PV below
-      ptx::wgmma_wait<0>();
-      s0.take(sc);
-    });
+    ptx::wgmma_fence();
+    issue_qk<T, C>(sc, q_base(), k_base(0));
+    turns.pass(false);  // the last turn is always the final PV below
+    ptx::wgmma_wait<0>();
+    ptx::fence_operands(sc);
     if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
     if (n_tiles == 1) release_q();
     softmax_tile<C, CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
     pack_p<T, kBlockN>(sc, p);
 
-    // Overlapped step j (0 <= j < n - 1): PV_j, and S_{j+1} (over its first W keys) with its softmax.
-    auto step = [&](auto mask_tag, auto width_tag, int j) {
+    // Overlapped step j (0 <= j < n - 1): PV_j, and S_{j+1} with its softmax.
+    auto step = [&](auto mask_tag, int j) {
       constexpr bool kMask = decltype(mask_tag)::value;
       ptx::mbar_wait(&s.k_full[stage(j + 1)], phase(j + 1));
       ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
       turns.wait();
-      TileScores<T, C, decltype(width_tag)::value> s1;
       ptx::wgmma_fence();
-      s1.issue(sc, q_base(), k_base(j + 1));
+      issue_qk<T, C>(sc, q_base(), k_base(j + 1));
       rescale_o<C>(o, alpha);
       ptx::wgmma_fence();
       issue_pv<T, C>(o, p, v_base(j));
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
-      s1.take(sc);
+      ptx::fence_operands(sc);
       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
       if (j + 2 == n_tiles) release_q();
       if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
@@ -502,33 +472,24 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
       pack_p<T, kBlockN>(sc, p);
     };
-    // With narrow last tiles the step that computes the last tile's S leaves the loop, to run at that
-    // tile's width (plain only if the tile is whole and needs no mask).
-    using Whole = std::integral_constant<int, kBlockN>;
-    constexpr int kPeel = C::kTailStep > 0 ? 1 : 0;
-    for (int j = 0; j + 1 + kPeel < n_tiles; ++j) {
+    for (int j = 0; j + 1 < n_tiles; ++j) {
       if (j + 1 < n_plain)
-        step(std::false_type{}, Whole{}, j);
+        step(std::false_type{}, j);
       else
-        step(std::true_type{}, Whole{}, j);
+        step(std::true_type{}, j);
     }
-    if (kPeel && n_tiles >= 2) {
-      if (n_tiles - 1 < n_plain)
-        step(std::false_type{}, Whole{}, n_tiles - 2);
-      else
-        with_tail_width<C>(last_keys, [&](auto w) { step(std::true_type{}, w, n_tiles - 2); });
-    }
-    const int j = n_tiles - 1;  // the last tile only runs PV
+    const int j = n_tiles - 1;  // the last tile only runs PV, over the keys the block sees
+    const int last_keys = a.narrow_tail ? keys_end<C, CAUSAL>(a, row0) - j * kBlockN : kBlockN;
     ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
     turns.wait();
     rescale_o<C>(o, alpha);
     with_tail_width<C>(last_keys, [&](auto w) {
       ptx::wgmma_fence();
       issue_pv<T, C, decltype(w)::value>(o, p, v_base(j));
+      turns.pass(true);
+      ptx::wgmma_wait<0>();
+      ptx::fence_operands(o);
     });
-    turns.pass(true);
-    ptx::wgmma_wait<0>();
-    ptx::fence_operands(o);
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
   }
 }
