@@ -190,8 +190,7 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # "v4_narrow" the default without the wide tiles (128 x 176, 192 x 128 causal) at S >= 2048.
 # "v4_1cta" the default with E = 64 causal on one CTA per SM (its persistent kernel runs two by default).
 # "v4_whole" the default with every last key tile whole (the E = 256 tile's narrow last tiles off; elsewhere
-# it runs what v4 runs). "v4_noprefetch" the default without the persistent producers' L2 prefetch of the next
-# item's Q.
+# it runs what v4 runs).
 # Any variant with "_g<n>" appended ("v4_g16", "v4_persist_g4", "v4_gall") runs with the causal work
 # order's heads grouped by n (FLASH_ATTN_EXT_HEAD_GROUP; kernel.cuh, item_at). "v3" (timing only)
 # is the v3_mma rung, beside v4 at the head dims v4 pads.
@@ -211,7 +210,6 @@ VARIANTS = {
     "v4_narrow": {"FLASH_ATTN_EXT_V4_WIDE_FROM": "1000000000"},
     "v4_1cta": {"FLASH_ATTN_EXT_V4_E64_2CTA": "0"},
     "v4_whole": {"FLASH_ATTN_EXT_V4_NARROW_TAIL": "0"},
-    "v4_noprefetch": {"FLASH_ATTN_EXT_V4_PREFETCH_Q": "0"},
 }
 SAME_AS_V4_AT_E256 = {"v4_narrow", "v4_1cta"}
 LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")

@@ -21,14 +21,6 @@ __device__ __forceinline__ void tma_prefetch_desc(const void* tmap) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(tmap_addr(tmap)) : "memory");
 }
 
-// cp.async.bulk.prefetch.tensor: brings a box into L2 only (no destination, no barrier; a hint
-// nobody waits for), so that a later load of the same box finds it there.
-__device__ __forceinline__ void tma_prefetch_l2_4d(const void* tmap, int c0, int c1, int c2, int c3) {
-  asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(tmap_addr(tmap)),
-               "r"(c0), "r"(c1), "r"(c2), "r"(c3)
-               : "memory");
-}
-
 // dst is a shared-memory byte address (1024-aligned for 128-byte swizzle), bar the
 // mbarrier's shared address.
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* tmap, uint32_t bar, int c0, int c1) {

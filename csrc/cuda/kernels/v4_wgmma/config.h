@@ -159,7 +159,6 @@ struct Args {
   float scale_log2;  // c = |scale| * log2(e) > 0 (prepare() in launch_template.cuh)
   int negate_q;      // 1: the scale was negative, the consumers flip Q's sign (kernel.cuh)
   int narrow_tail;   // 1: narrow last tiles where C::kTailStep allows (0: the A/B switch turned them off)
-  int prefetch_q;    // 1: the persistent producers prefetch the next item's Q into L2 (kernel.cuh, produce_items)
 };
 
 // The float32 kernel reads V with ordinary loads (to transpose it), so it also needs V itself.

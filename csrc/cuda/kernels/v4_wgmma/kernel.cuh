@@ -101,14 +101,6 @@ __device__ __forceinline__ void load_q(const CUtensorMap* tq, uint32_t dst, uint
     ptx::tma_load_4d(dst + c * kBlockM * 128, tq, ptx::smem_addr(bar), c * kVals, row0, h, b);
 }
 
-// The same rows of Q into L2 only: nothing lands in shared memory and nobody waits.
-template <class C>
-__device__ __forceinline__ void prefetch_q(const CUtensorMap* tq, int row0, int h, int b) {
-  constexpr int kVals = kRowVals<C>;
-#pragma unroll
-  for (int c = 0; c < C::E / kVals; ++c) ptx::tma_prefetch_l2_4d(tq, c * kVals, row0, h, b);
-}
-
 // Key tile j of one (b, kv head) into stage `st` of a ring (K's or V's), completing full[st] with
 // the TMA's bytes. The caller has waited until every consumer warp released the stage.
 template <class C, class Elem, int N>
@@ -689,12 +681,9 @@ __device__ __forceinline__ void init_persistent_barriers(typename C::PSmem& s) {
 }
 
 // The persistent kernels' producer (one thread): for each of this CTA's work items with a visible
-// key, its Q into the next of the Q buffers once the consumers released that buffer, then its
+// key, its Q into the next of the two Q buffers once the consumers released that buffer, then its
 // K/V tiles through the ring. Items with no key tile load nothing and count nowhere (the consumers
 // skip them alike).
-// The thread issues an item's K/V tiles until the ring holds its last ones, so it comes to the next
-// item's Q only a stage or two before the consumers need it: that Q, read from DRAM once, would arrive
-// late. With a.prefetch_q it asks for it into L2 as soon as the current item's Q is on its way.
 template <class C, bool CAUSAL>
 __device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUtensorMap* tk, const CUtensorMap* tv,
                                               const Args& a, typename C::PSmem& s) {
@@ -710,11 +699,6 @@ __device__ __forceinline__ void produce_items(const CUtensorMap* tq, const CUten
     if (q_count >= C::kQBuffers) ptx::mbar_wait(&s.q_empty[qb], ((q_count / C::kQBuffers) - 1) & 1);
     load_q<C>(tq, ptx::smem_addr(s.q[qb]), &s.q_full[qb], w.row0, w.h, w.b);
     ++q_count;
-    const int64_t next = cta_item<CAUSAL>(a, k + 1);
-    if (a.prefetch_q && next < a.num_items) {
-      const Item wn = item_at<C, CAUSAL>(a, static_cast<int>(next));
-      prefetch_q<C>(tq, wn.row0, wn.h, wn.b);
-    }
     produce_kv<C>(tk, tv, s, w.h / a.group, w.b, n_tiles, g0);
     g0 += n_tiles;
   }

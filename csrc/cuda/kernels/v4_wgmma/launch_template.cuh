@@ -60,9 +60,6 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   // Narrow last tiles (kernel.cuh, with_tail_width; only tiles with C::kTailStep > 0 take them):
   // FLASH_ATTN_EXT_V4_NARROW_TAIL=0 runs every tile whole, the A/B baseline.
   a.narrow_tail = env_flag("FLASH_ATTN_EXT_V4_NARROW_TAIL", true) ? 1 : 0;
-  // The persistent producers' L2 prefetch of the next item's Q (kernel.cuh, produce_items):
-  // FLASH_ATTN_EXT_V4_PREFETCH_Q=0 turns it off, the A/B baseline.
-  a.prefetch_q = env_flag("FLASH_ATTN_EXT_V4_PREFETCH_Q", true) ? 1 : 0;
   return tma::make_head_map<T>(&tq, p.q, p.E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
          tma::make_head_map<T>(&tk, p.k, p.E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
          (tv == nullptr || tma::make_head_map<T>(tv, p.v, p.Ev, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN));
