@@ -506,7 +506,12 @@ __device__ __forceinline__ void finish_rows(const float (&m)[2], const float (&l
   }
 }
 
-// The one-item kernel's epilogue: 4-byte stores of O straight from the accumulators.
+// The one-item kernels' epilogue (and E = 256's persistent one, which has no room to stage O): O
+// straight from the accumulators. A thread holds two adjacent columns of each 8-column block; one
+// exchange with its neighbour lane (t ^ 1) gives it four, so a quad writes 16 columns of a row, one
+// 32-byte sector, with four 8-byte stores: half the store instructions of 4-byte stores from the
+// accumulators, which wrote half sectors (ncu, E = 256 N = 512: warps stalled on the store queue,
+// lg_throttle 0.94 per issued instruction). float O (the TF32 kernel) keeps its 8-byte stores as held.
 template <typename T, class C>
 __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::E / 2], const float (&m)[2],
                                              const float (&l)[2], int row0, int cw, int h, int b) {
@@ -519,18 +524,38 @@ __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = row_g + 8 * r;
-    if (row >= a.L) continue;
     T* orow = out + static_cast<int64_t>(row) * a.o_sl;
+    if constexpr (std::is_same<T, float>::value) {
+      if (row >= a.L) continue;
 #pragma unroll
-    for (int jb = 0; jb < E / 8; ++jb) {
-      if (8 * jb + 2 * t >= a.ev) break;  // padded columns (Ev is even: launch.cu's output rule)
-      const float lo = o[4 * jb + 2 * r] * inv[r], hi = o[4 * jb + 2 * r + 1] * inv[r];
-      if constexpr (std::is_same<T, float>::value)
-        *reinterpret_cast<float2*>(orow + 8 * jb + 2 * t) = make_float2(lo, hi);
-      else
-        *reinterpret_cast<uint32_t*>(orow + 8 * jb + 2 * t) = pack2<T>(lo, hi);
+      for (int jb = 0; jb < E / 8; ++jb) {
+        if (8 * jb + 2 * t >= a.ev) break;  // padded columns (Ev is even: launch.cu's output rule)
+        *reinterpret_cast<float2*>(orow + 8 * jb + 2 * t) =
+            make_float2(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]);
+      }
+    } else {
+      const bool odd = t & 1;
+      const bool aligned = reinterpret_cast<uintptr_t>(orow) % 8 == 0;  // the columns below are multiples of 4
+#pragma unroll
+      for (int pair = 0; pair < E / 16; ++pair) {
+        // Blocks 2 pair and 2 pair + 1: an even lane gets its neighbour's columns of the first, an odd lane
+        // its neighbour's of the second (every lane of the warp shuffles, stored or not).
+        const uint32_t first = pack2<T>(o[8 * pair + 2 * r] * inv[r], o[8 * pair + 2 * r + 1] * inv[r]);
+        const uint32_t second = pack2<T>(o[8 * pair + 4 + 2 * r] * inv[r], o[8 * pair + 4 + 2 * r + 1] * inv[r]);
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? first : second, 1);
+        const uint32_t lo = odd ? got : first, hi = odd ? second : got;
+        const int col = 16 * pair + 8 * (t & 1) + 4 * (t >> 1);  // this lane's four columns from here
+        if (row >= a.L || col >= a.ev) continue;  // padded columns (Ev is even: launch.cu's output rule)
+        T* dst = orow + col;
+        if (col + 4 <= a.ev && aligned) {
+          *reinterpret_cast<uint2*>(dst) = make_uint2(lo, hi);
+        } else {
+          *reinterpret_cast<uint32_t*>(dst) = lo;
+          if (col + 2 < a.ev) *reinterpret_cast<uint32_t*>(dst + 2) = hi;
+        }
+      }
     }
-    if (a.lse != nullptr && t == 0) a.lse[(static_cast<int64_t>(b) * a.H + h) * a.L + row] = lse[r];
+    if (a.lse != nullptr && t == 0 && row < a.L) a.lse[(static_cast<int64_t>(b) * a.H + h) * a.L + row] = lse[r];
   }
 }
 
