@@ -57,22 +57,6 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
   }
 }
 
-// This thread's part of row r (g or g + 8; N / 4 scores) folded by op in a balanced tree: log2(N / 8) + 1
-// dependent steps instead of a running chain of N / 8 + 1, whose fixed-latency waits led the consumers'
-// stall reasons in ncu (NOTES_v4.md step 17's table).
-template <int N, class Op>
-__device__ __forceinline__ float fold_row(const float (&s)[N / 2], int r, Op op) {
-  float v[N / 8];
-#pragma unroll
-  for (int j = 0; j < N / 8; ++j) v[j] = op(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]);
-#pragma unroll
-  for (int w = 1; w < N / 8; w *= 2) {
-#pragma unroll
-    for (int j = 0; j + w < N / 8; j += 2 * w) v[j] = op(v[j], v[j + w]);
-  }
-  return v[0];
-}
-
 // One online-softmax step on raw scores: updates the running max m[2] (raw units) and the
 // per-thread partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c)
 // and returns the factors alpha[2] that rescale the output accumulator. A row that has seen only
@@ -86,8 +70,9 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
                                                float c) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float mx = fold_row<N>(s, r, [](float x, float y) { return fmaxf(x, y); });
-    if constexpr (!LAZY) mx = fmaxf(mx, m[r]);
+    float mx = LAZY ? -INFINITY : m[r];
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
     mx = quad_max(mx);
     float base;
     if constexpr (LAZY) {
@@ -101,12 +86,14 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
       alpha[r] = ex2(fmaf(m[r], c, -base));
       m[r] = mx;
     }
+    float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
       s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
       s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
+      sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
-    l[r] = l[r] * alpha[r] + fold_row<N>(s, r, [](float x, float y) { return x + y; });
+    l[r] = l[r] * alpha[r] + sum;
   }
 }
 
