@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # On the H200, from the repository root: Nsight Compute metrics of v4 beside cuDNN's attention kernel, one
-# launch each after warm-up, bf16 non-causal, B * N = 16k, H = 2048 / E: duration, tensor-pipe and issue
+# launch each after warm-up, bf16, B * N = 16k, H = 2048 / E: duration, tensor-pipe and issue
 # activity, DRAM bytes and throughput, L2 hit rate, instructions, and the stall reasons (warps per issued
 # instruction, those >= 0.05). Builds first; logs under OUT.
-#   bash scripts/v4_ncu_compare.sh OUT "E:N E:N ..."      e.g. "256:512 256:4096"
+#   bash scripts/v4_ncu_compare.sh OUT "E:N[:c] ..."     e.g. "256:512 64:1024:c" (c: causal)
 set -o pipefail
 OUT=${1:-${OUT:-/tmp/v4_ncu_out}}
 SHAPES=${2:-256:512}
@@ -22,19 +22,21 @@ prof() {  # KERNEL_REGEX TAG CMD...: metrics of the second matching launch
     sed 's/smsp__average_warps_issue_stalled_/stall_/; s/_per_issue_active.ratio//' | paste -sd' ' | fold -w 160
 }
 for shape in $SHAPES; do
-  E=${shape%%:*} N=${shape##*:}
-  prof v4_fwd "v4_E${E}_N$N" python3 scripts/v4_profile.py "$E" "$N" 0
-  prof "cudnn|fprop" "cudnn_E${E}_N$N" python3 - "$E" "$N" <<'PY'
+  IFS=: read -r E N C <<<"$shape"
+  causal=0 tag="E${E}_N$N"
+  [ "$C" = c ] && causal=1 tag="${tag}_causal"
+  prof v4_fwd "v4_$tag" python3 scripts/v4_profile.py "$E" "$N" "$causal"
+  prof "cudnn|fprop" "cudnn_$tag" python3 - "$E" "$N" "$causal" <<'PY'
 import sys
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-E, N = int(sys.argv[1]), int(sys.argv[2])
+E, N, causal = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
 q, k, v = (torch.randn(16384 // N, 2048 // E, N, E, device="cuda", dtype=torch.bfloat16) for _ in range(3))
 with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
     for _ in range(2):
-        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
 torch.cuda.synchronize()
 PY
 done
