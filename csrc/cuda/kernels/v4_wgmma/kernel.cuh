@@ -411,44 +411,6 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     if (r.q_empty != 0 && lane == 0) ptx::mbar_arrive(r.q_empty);
   };
 
-  // A warpgroup with no row below L (the last query block of a 192-row tile at N = 512 or 1024 leaves a
-  // whole warpgroup past L) computes nothing and leaves O = 0, which nobody stores. It still keeps the
-  // protocol step for step with the other warpgroups: each stage released only after it filled (so it
-  // never arrives a phase ahead) and every pingpong turn taken in the loop's order.
-  if (first_row >= a.L) {
-    if constexpr (!OVERLAP) {
-      for (int j = 0; j < n_tiles; ++j) {
-        ptx::mbar_wait(&s.k_full[stage(j)], phase(j));
-        turns.wait();
-        turns.pass(false);
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
-        ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
-        turns.wait();
-        turns.pass(j + 1 == n_tiles);
-        if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
-      }
-    } else if (n_tiles > 0) {
-      ptx::mbar_wait(&s.k_full[stage(0)], phase(0));
-      turns.wait();
-      turns.pass(false);
-      if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
-      for (int j = 0; j + 1 < n_tiles; ++j) {
-        ptx::mbar_wait(&s.k_full[stage(j + 1)], phase(j + 1));
-        ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
-        turns.wait();
-        turns.pass(false);
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-        if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
-      }
-      ptx::mbar_wait(&s.v_full[vstage(n_tiles - 1)], vphase(n_tiles - 1));
-      turns.wait();
-      turns.pass(true);
-      if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(n_tiles - 1)]);
-    }
-    if (n_tiles > 0) release_q();
-    return;
-  }
-
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_tiles; ++j) {
       ptx::mbar_wait(&s.k_full[stage(j)], phase(j));
