@@ -27,11 +27,15 @@
 //   cost 1-10%.
 // - wider tiles (Cfg): 128 x 176 for E = 128, 590 (0.96x cuDNN; causal 562, 1.00x);
 //   192 x 128 with three consumer warpgroups for E = 64, 464 (1.02x cuDNN; causal 419).
-// - (not yet run on a GPU) v4_fwd_persistent_kernel, behind FLASH_ATTN_EXT_V4_PERSISTENT=1:
-//   one CTA per SM looping over work items, two Q buffers, O staged in shared memory and
-//   written by a TMA store; aimed at short sequences, where each CTA of the one-item grid
-//   sees ~8 key tiles and its first loads and last stores are exposed (0.70-0.80x cuDNN at
-//   N = 1024). NOTES_v4.md, step 4.
+// - v4_fwd_persistent_kernel (below): one CTA per SM looping over work items, Q buffers that
+//   load the next item's Q early, O staged in shared memory and written by a TMA store (E <=
+//   128); for short sequences, where each CTA of the one-item grid sees ~8 key tiles and its
+//   first loads and last stores are exposed. NOTES_v4.md steps 4-15 and launch_template.cuh
+//   have what it and the later steps (causal order, E = 256, two CTAs per SM) bought.
+// - the last key tile's P V over only the keys its block sees (with_tail_width; E = 256's
+//   80-key tiles): +2-5% at N = 512 (NOTES_v4.md step 16).
+// - the register epilogue's stores as whole 32-byte sectors (store_o_regs): E = 256 +18% at
+//   N = 512, +7-15% at N = 1024 (step 17).
 #pragma once
 
 #include <cuda.h>
