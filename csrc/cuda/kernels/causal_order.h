@@ -21,8 +21,14 @@ __host__ __device__ __forceinline__ void grouped_longest_first(I it, I num_m, I 
   bh = first + r % heads;
 }
 
-// FLASH_ATTN_EXT_HEAD_GROUP=n forces the group size (A/B runs); 0 when unset.
-inline int64_t head_group_override() { return env_int("FLASH_ATTN_EXT_HEAD_GROUP", 0); }
+// The group size a launcher passes to grouped_longest_first for n_bh = B * H heads: `fallback` (its own
+// choice, e.g. heads_in_l2 below; v4's persistent kernels pass 0 for their paired order) unless
+// FLASH_ATTN_EXT_HEAD_GROUP=n forces n (A/B runs), within 0 .. n_bh.
+inline int64_t head_group_for(int64_t n_bh, int64_t fallback) {
+  const int64_t forced = env_int("FLASH_ATTN_EXT_HEAD_GROUP", 0), g = forced > 0 ? forced : fallback;
+  const int64_t heads = n_bh > 0 ? n_bh : 1;
+  return g < 0 ? 0 : (g > heads ? heads : g);
+}
 
 // A one-item grid's group: the query heads whose K and V (kv_head_bytes per KV head, read by q_per_kv
 // query heads) fit in 16 MB, a third of the H200's L2, and at most 8. Longest first over all heads lost

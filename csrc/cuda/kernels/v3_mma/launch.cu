@@ -125,8 +125,7 @@ void launch_v3_mma(const FwdParams& p, cudaStream_t stream) {
   v3::V3Args a;
   a.p = p;
   a.n_qblocks = (p.L + bm - 1) / bm;
-  const int64_t n_bh = p.B * p.H > 0 ? p.B * p.H : 1, forced = head_group_override();
-  a.head_group = std::min(n_bh, forced > 0 ? forced : heads_in_l2(std::max<int64_t>(p.S, 1) * (p.E + p.Ev) * eb, p.group));
+  a.head_group = head_group_for(p.B * p.H, heads_in_l2(std::max<int64_t>(p.S, 1) * (p.E + p.Ev) * eb, p.group));
   a.q_vec = v3::vec_ok(p.q, eb, p.E, p.q_sb, p.q_sh, p.q_sl);
   a.k_vec = v3::vec_ok(p.k, eb, p.E, p.k_sb, p.k_sh, p.k_sl);
   a.v_vec = v3::vec_ok(p.v, eb, p.Ev, p.v_sb, p.v_sh, p.v_sl);

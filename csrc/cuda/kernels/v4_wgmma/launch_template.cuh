@@ -19,11 +19,9 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// Heads per group in the causal work order (kernel.cuh, item_at; 0: the persistent kernel's pairs):
-// `fallback` unless FLASH_ATTN_EXT_HEAD_GROUP=n asks for n (causal_order.h), within 1 .. B * H.
+// Heads per group in the causal work order (kernel.cuh, item_at; 0: the persistent kernel's pairs).
 inline int head_group(const FwdParams& p, int64_t fallback) {
-  const int64_t n_bh = std::max<int64_t>(p.B * p.H, 1), forced = head_group_override();
-  return static_cast<int>(std::clamp<int64_t>(forced > 0 ? forced : fallback, 0, n_bh));
+  return static_cast<int>(head_group_for(p.B * p.H, fallback));
 }
 
 // Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
