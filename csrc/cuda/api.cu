@@ -281,8 +281,13 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
   std::string v4_why;
   if (cuda::v4_wgmma_supports(p, sm, &v4_why)) {
     if (p.dtype == ScalarKind::kFloat32)
-      return {"v4_wgmma", "sm_90, float32 with float32_precision='tf32', E == Ev in {64, 128}, no mask, TMA-aligned "
-                          "rows: the Hopper rung on TF32 tensor cores (V transposed by its producer warpgroup)"};
+      return {"v4_wgmma", std::string("sm_90, float32, E == Ev in {64, 128}, no mask, 16-byte aligned rows: the Hopper "
+                                      "rung on ") +
+                              (p.precision == Float32Precision::kTf32
+                                   ? "TF32 tensor cores (float32_precision='tf32'; V transposed by its producer "
+                                     "warpgroup)"
+                                   : "3xTF32 tensor cores (float32-accurate: each operand as two TF32 halves, three "
+                                     "products per product)")};
     return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev <= 256 (run on the next of 64, 128, 256 columns), ") +
                             (p.mask_kind == MaskKind::kBool
                                  ? "a bool mask (packed to bits and classified per 128 x 128 tile once per call)"

@@ -52,15 +52,16 @@ def test_tf32_strided_inputs_framed_by_nan(gen, E):
     assert torch.equal(out, dense[0]) and torch.equal(lse, dense[1])
 
 
-def test_default_routes_tf32_to_v4_and_accurate_modes_to_v3(gen):
+def test_default_routes_tensor_core_float32_to_v4_and_ieee_to_cuda_cores(gen):
     q, k, v = qkv(gen, B=1, H=2, L=256, S=256, E=128, device="cuda")
-    assert flash_attn_ext.explain(q, k, v, float32_precision="tf32")["kernel"] == "v4_wgmma"
-    for precision in ("auto", "3xtf32"):
-        assert flash_attn_ext.explain(q, k, v, float32_precision=precision)["kernel"] == "v3_mma"
+    for precision, words in (("tf32", "TF32"), ("auto", "3xTF32"), ("3xtf32", "3xTF32")):
+        chosen = flash_attn_ext.explain(q, k, v, float32_precision=precision)
+        assert chosen["kernel"] == "v4_wgmma" and words in chosen["reason"]
+    assert flash_attn_ext.explain(q, k, v, float32_precision="ieee")["kernel"] == "v2_warp"
     q96, k96, v96 = qkv(gen, B=1, H=2, L=64, S=64, E=96, device="cuda")
     assert flash_attn_ext.explain(q96, k96, v96, float32_precision="tf32")["kernel"] == "v3_mma"
-    with pytest.raises(ValueError, match="float32_precision='tf32'"):
-        flash_attn_ext.flash_attention(q, k, v, kernel="v4_wgmma")
+    with pytest.raises(ValueError, match="float32_precision='ieee'"):
+        flash_attn_ext.flash_attention(q, k, v, kernel="v4_wgmma", float32_precision="ieee")
 
 
 def test_tf32_repeated_runs_and_graph_replay_are_bit_identical(gen):

@@ -76,7 +76,7 @@ __device__ __forceinline__ uint64_t desc_kmajor_sw128(uint32_t smem_addr) {
 }
 
 // Typed dispatch: T is __nv_bfloat16 or __half, N the tile width (32, 64, 80, 128, 176 or 256);
-// or T = float: TF32 m64nNk8 (N 64 or 128), both operands K-major, one k-step = 8 values = the
+// or T = float: TF32 m64nNk8 (N 32, 64 or 128), both operands K-major, one k-step = 8 values = the
 // same 32 bytes of a 128-byte swizzled row as a 16-bit k16 step, so descriptors advance alike.
 // TRANS_A = 1 (SS only) reads A MN-major: M contiguous in each 128-byte row, the descriptor's
 // leading offset the bytes between 64-wide M chunks, its stride offset between 8-row K groups.
@@ -84,8 +84,9 @@ template <typename T, int N, int TRANS_B, int TRANS_A = 0>
 __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
   constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
   if constexpr (std::is_same<T, float>::value) {
-    static_assert(TRANS_A == 0 && TRANS_B == 0 && (N == 64 || N == 128), "wgmma_ss tf32: K-major, N 64 or 128");
-    if constexpr (N == 64) wgmma_ss_m64n64k8_tf32(d, desc_a, desc_b, scale_d);
+    static_assert(TRANS_A == 0 && TRANS_B == 0 && (N == 32 || N == 64 || N == 128), "wgmma_ss tf32: K-major, N 32, 64 or 128");
+    if constexpr (N == 32) wgmma_ss_m64n32k8_tf32(d, desc_a, desc_b, scale_d);
+    else if constexpr (N == 64) wgmma_ss_m64n64k8_tf32(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n128k8_tf32(d, desc_a, desc_b, scale_d);
   } else if constexpr (N == 32) {
     if constexpr (kBf16) wgmma_ss_m64n32k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
@@ -113,8 +114,9 @@ template <typename T, int N, int TRANS_B>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
   constexpr bool kBf16 = std::is_same<T, __nv_bfloat16>::value;
   if constexpr (std::is_same<T, float>::value) {
-    static_assert(TRANS_B == 0 && (N == 64 || N == 128), "wgmma_rs tf32: K-major B, N 64 or 128");
-    if constexpr (N == 64) wgmma_rs_m64n64k8_tf32(d, a, desc_b, scale_d);
+    static_assert(TRANS_B == 0 && (N == 32 || N == 64 || N == 128), "wgmma_rs tf32: K-major B, N 32, 64 or 128");
+    if constexpr (N == 32) wgmma_rs_m64n32k8_tf32(d, a, desc_b, scale_d);
+    else if constexpr (N == 64) wgmma_rs_m64n64k8_tf32(d, a, desc_b, scale_d);
     else wgmma_rs_m64n128k8_tf32(d, a, desc_b, scale_d);
   } else if constexpr (N == 32) {
     if constexpr (kBf16) wgmma_rs_m64n32k16_bf16<TRANS_B>(d, a, desc_b, scale_d);

@@ -144,6 +144,50 @@ struct CfgF32 {
   static_assert(kSmemBytes <= 227 * 1024, "v4 f32: shared memory");
 };
 
+// The float32-accurate (3xTF32) kernel's tile (kernel_f32x3.cuh): BM = 128 rows in two consumer
+// warpgroups; every operand is held as two TF32 halves, which sets both budgets:
+// - registers: a consumer keeps Q's lo half as RS fragments for the whole item (E / 2 registers)
+//   beside O (E / 2), S (BN / 2) and P's two halves (BN / 2 each): at E = 128 only 32-key tiles fit
+//   (64 + 64 + 16 + 32 = 176), at E = 64 64-key tiles (32 + 32 + 32 + 64 = 160). The producer holds
+//   one K and one V tile in flight (BN * E / 256 float4 per thread together) and their stores'
+//   addresses: the split below is the one with which ptxas (nvcc 13.0) spills nothing at either E
+//   (88 for the producer spilled 72-216 bytes there).
+// - shared memory: Q's hi half (64 KB at E = 128), then K hi + lo and V^T hi + lo per stage: 32 KB
+//   per stage at both head dims, two K stages and three V^T stages as the TF32 kernel (224 KB at
+//   E = 128, 192 KB at E = 64).
+template <int E_, int BN>
+struct CfgF32x3 {
+  static_assert(E_ % 32 == 0 && BN % 32 == 0, "v4 3xTF32: E and BN multiples of 32");
+  using Elem = float;
+  static constexpr int E = E_;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = BN;
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  static constexpr int kCtasPerSm = 1;
+  static constexpr int kVStages = 3;
+  static constexpr bool kLazyRescale = false;
+  static constexpr int kTailStep = 0;
+  static constexpr int kProducerRegs = E_ == 128 ? 120 : 136;
+  static constexpr int kConsumerRegs = E_ == 128 ? 192 : 184;
+  static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 3xTF32: register budget");
+
+  struct alignas(1024) Smem {
+    alignas(1024) float q[kBlockM * E];  // Q's hi half
+    alignas(1024) float k_hi[kStages][BN * E];
+    alignas(1024) float k_lo[kStages][BN * E];
+    alignas(1024) float v_hi[kVStages][BN * E];  // V^T, as kernel_f32.cuh's stages
+    alignas(1024) float v_lo[kVStages][BN * E];
+    alignas(8) uint64_t k_full[kStages];
+    alignas(8) uint64_t v_full[kVStages];
+    alignas(8) uint64_t k_empty[kStages];
+    alignas(8) uint64_t v_empty[kVStages];
+  };
+  using PSmem = void;  // no persistent form
+  static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "v4 3xTF32: shared memory");
+};
+
 // What the kernel needs besides the three tensor maps.
 struct Args {
   void* out;
@@ -165,6 +209,13 @@ struct Args {
 struct ArgsF32 : Args {
   const float* v;  // (b, kv head) 0's first row
   int64_t v_sb, v_sh, v_sl;
+};
+
+// The 3xTF32 kernel reads all three inputs itself (it splits each value into two halves on the way
+// to shared memory), so it takes no tensor maps.
+struct ArgsF32x3 : Args {
+  const float *q, *k, *v;
+  int64_t q_sb, q_sh, q_sl, k_sb, k_sh, k_sl, v_sb, v_sh, v_sl;
 };
 
 }  // namespace flash_attn_ext::cuda::v4

@@ -265,6 +265,13 @@ __device__ __forceinline__ uint32_t to_tf32(float x) {
   return y;
 }
 
+// x as two TF32 values, hi + lo = x to about 2^-22 |x| (3xTF32, kernel_f32x3.cuh): hi = tf32(x), lo =
+// tf32(x - hi); x - hi is exact in float32.
+__device__ __forceinline__ void split_tf32(float x, uint32_t& hi, uint32_t& lo) {
+  hi = to_tf32(x);
+  lo = to_tf32(x - __uint_as_float(hi));
+}
+
 // P as RS A fragments.
 // 16-bit: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose (row g, row g+8) x
 // (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.

@@ -12,8 +12,13 @@ namespace flash_attn_ext::cuda {
 namespace {
 
 // Head dims run on the next of 64, 128, 256 (zeros past p.E, prepare() in launch_template.cuh).
+// float32 runs on TF32 (float32_precision='tf32') or float32-accurate 3xTF32 ('auto', '3xtf32').
 template <typename T, bool CAUSAL>
 bool run_e(const FwdParams& p, cudaStream_t s) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (p.precision != Float32Precision::kTf32)
+      return p.E <= 64 ? v4::run_v4_f32x3<64, CAUSAL>(p, s) : v4::run_v4_f32x3<128, CAUSAL>(p, s);
+  }
   if (p.E <= 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
   if (p.E <= 128) return v4::run_v4<T, 128, CAUSAL>(p, s);
   if constexpr (std::is_same<T, float>::value) return false;
@@ -30,8 +35,8 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   if (sm != 90) return no("needs compute capability 9.0 exactly (sm_90a instructions)");
   const bool f32 = p.dtype == ScalarKind::kFloat32;
   if (f32) {
-    if (p.precision != Float32Precision::kTf32)
-      return no("takes float32 only with float32_precision='tf32' (its accurate modes run on v3_mma)");
+    if (p.precision == Float32Precision::kIeee)
+      return no("runs float32 on tensor cores (3xTF32 or TF32); float32_precision='ieee' keeps it on CUDA cores");
     if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes float32 at E == Ev in {64, 128} only");
     if (p.mask_kind != MaskKind::kNone) return no("takes float32 without a mask only (masks run on v3_mma)");
   } else if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) {
@@ -46,7 +51,7 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
     if (lay.MB * lay.MH * lay.MT * lay.NT >= (int64_t(1) << 31) - 1 || lay.NT >= (int64_t(1) << 24))
       return no("takes bool masks only up to 2^31 128 x 128 mask tiles");
   }
-  // The float32 kernel reads V with 16-byte loads instead of the TMA: the same rule.
+  // The float32 kernels read V (3xTF32: Q, K and V) with plain loads instead of the TMA: the same rule.
   const int64_t es = f32 ? 4 : 2;
   if (!tma::rows_ok(p.q, es, p.q_sl, p.L, p.q_sh, p.H, p.q_sb, p.B) ||
       !tma::rows_ok(p.k, es, p.k_sl, p.S, p.k_sh, p.Hkv, p.k_sb, p.B) ||

@@ -24,10 +24,9 @@ inline int head_group(const FwdParams& p, int64_t fallback) {
   return static_cast<int>(head_group_for(p.B * p.H, fallback));
 }
 
-// Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
-// float32 kernel reads V itself); false if a map cannot be encoded.
+// Fills the kernel arguments for tile shape C (everything but the tensor maps).
 template <typename T, class C, bool CAUSAL>
-bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUtensorMap* tv) {
+void fill_args(const FwdParams& p, Args& a) {
   a = Args{};
   a.out = p.out;
   a.lse = p.lse;
@@ -51,13 +50,20 @@ bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUte
   if (CAUSAL) s_eff = std::min<int64_t>(p.S, p.L + p.causal_offset);
   a.S = static_cast<int>(std::max<int64_t>(s_eff, 0));
   a.head_group = head_group(p, heads_in_l2(std::max<int64_t>(s_eff, 1) * (p.E + p.Ev) * sizeof(T), p.group));
-  const int64_t s_map = std::max<int64_t>(s_eff, 1);
   // The maps span the tensors' own head dim p.E (<= C::E): the TMA fills the columns beyond it with zeros,
   // which add nothing to Q K^T and give O columns that are never stored (a.ev).
   a.ev = static_cast<int>(p.Ev);
   // Narrow last tiles (kernel.cuh, with_tail_width; only tiles with C::kTailStep > 0 take them):
   // FLASH_ATTN_EXT_V4_NARROW_TAIL=0 runs every tile whole, the A/B baseline.
   a.narrow_tail = env_flag("FLASH_ATTN_EXT_V4_NARROW_TAIL", true) ? 1 : 0;
+}
+
+// Fills the kernel arguments and the Q/K/V maps for tile shape C (no V map where tv is nullptr: the
+// float32 kernel reads V itself); false if a map cannot be encoded.
+template <typename T, class C, bool CAUSAL>
+bool prepare(const FwdParams& p, Args& a, CUtensorMap& tq, CUtensorMap& tk, CUtensorMap* tv) {
+  fill_args<T, C, CAUSAL>(p, a);
+  const int64_t s_map = std::max<int64_t>(a.S, 1);
   return tma::make_head_map<T>(&tq, p.q, p.E, p.L, p.H, p.B, p.q_sl, p.q_sh, p.q_sb, C::kBlockM) &&
          tma::make_head_map<T>(&tk, p.k, p.E, s_map, p.Hkv, p.B, p.k_sl, p.k_sh, p.k_sb, C::kBlockN) &&
          (tv == nullptr || tma::make_head_map<T>(tv, p.v, p.Ev, s_map, p.Hkv, p.B, p.v_sl, p.v_sh, p.v_sb, C::kBlockN));

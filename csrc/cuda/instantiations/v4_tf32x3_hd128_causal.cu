@@ -1,0 +1,6 @@
+// v4, float32-accurate (3xTF32), E = 128, causal: one explicit instantiation per file.
+#include "../kernels/v4_wgmma/launch_f32x3.cuh"
+
+namespace flash_attn_ext::cuda::v4 {
+template bool run_v4_f32x3<128, true>(const FwdParams&, cudaStream_t);
+}  // namespace flash_attn_ext::cuda::v4

@@ -1,0 +1,111 @@
+"""float32-accurate on the Hopper rung: v4_wgmma's 3xTF32 kernel (float32_precision='auto' or '3xtf32'), over
+the cases where its own loads could go wrong (every operand reaches shared memory through the threads that split
+it into two TF32 halves, Q's low half stays in registers): key and query tails (L, S not multiples of the 128 x 32
+or 128 x 64 tile), one row, one key, both causal alignments with rows that see no key, GQA, a negative scale,
+strided inputs framed by NaN, offsets past 2^31 floats, E = 64 and 128.
+
+The budget is float32's own (support/numerics.py): 1e-5 x max |ref|; and the error must stay at or below SDPA's
+efficient backend (float32 on CUDA cores) and far below TF32's, so a kernel that lost a product's correction term
+(TF32-sized errors, ~1e-3) fails here."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import flash_attn_ext
+from support.inputs import poisoned_view, qkv
+from support.numerics import assert_matches_reference, reference
+from support.runner import attend, check, needs_sm90
+
+pytestmark = needs_sm90
+
+# (B, H, Hkv, L, S, E, causal)
+CASES = [
+    (1, 2, 2, 1, 97, 64, False),
+    (1, 2, 2, 97, 1, 128, False),
+    (2, 3, 3, 113, 1025, 128, False),
+    (1, 4, 2, 1025, 113, 64, "top_left"),
+    (1, 2, 2, 1025, 113, 128, "bottom_right"),  # rows before L - S see no key
+    (2, 4, 1, 300, 517, 128, "bottom_right"),
+    (1, 2, 2, 257, 257, 64, True),
+    (1, 2, 2, 255, 33, 128, True),  # a key tail inside the first 32-key tile
+    (1, 1, 1, 2048, 2048, 128, False),
+]
+IDS = [f"B{c[0]}-H{c[1]}-Hkv{c[2]}-L{c[3]}-S{c[4]}-E{c[5]}-{c[6]}" for c in CASES]
+
+
+def _rel_err(out, q, k, v, causal, scale=None):
+    ref, _ = reference(q, k, v, scale=scale, causal=causal)
+    return (out.cpu().double() - ref).abs().max().item() / ref.abs().max().item()
+
+
+@pytest.mark.parametrize("precision", ["auto", "3xtf32"])
+@pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", CASES, ids=IDS)
+def test_3xtf32_matches_within_float32_budget(gen, B, H, Hkv, L, S, E, causal, precision):
+    q, k, v = qkv(gen, B=B, H=H, Hkv=Hkv, L=L, S=S, E=E, device="cuda")
+    assert flash_attn_ext.explain(q, k, v, causal=causal, float32_precision=precision)["kernel"] == "v4_wgmma"
+    check("v4_wgmma", q, k, v, causal=causal, float32_precision=precision)
+
+
+@pytest.mark.parametrize("E", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+def test_3xtf32_error_at_most_sdpa_efficient_and_far_below_tf32(gen, E, causal):
+    q, k, v = qkv(gen, B=1, H=4, L=1025, S=1025, E=E, device="cuda")
+    ours, _ = attend("v4_wgmma", q, k, v, causal=causal, float32_precision="3xtf32")
+    tf32, _ = attend("v4_wgmma", q, k, v, causal=causal, float32_precision="tf32")
+    with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
+        sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    err, err_tf32, err_sdpa = (_rel_err(o, q, k, v, causal) for o in (ours, tf32, sdpa))
+    assert err <= err_sdpa, (err, err_sdpa)
+    assert err * 100 < err_tf32, (err, err_tf32)
+
+
+@pytest.mark.parametrize("scale", [-0.3, 0.0])
+def test_3xtf32_negative_and_zero_scale(gen, scale):
+    # A negative scale runs on -Q, which the consumers negate as they load it; zero gives the plain mean.
+    q, k, v = qkv(gen, B=1, H=2, L=150, S=333, E=64, device="cuda")
+    check("v4_wgmma", q, k, v, scale=scale, causal="bottom_right")
+
+
+@pytest.mark.parametrize("E", [64, 128])
+def test_3xtf32_strided_inputs_framed_by_nan(gen, E):
+    # Four NaN floats around every dimension keep rows 16-byte aligned, and any read past the view's edges
+    # (a key tail, a query tail) picks up NaN.
+    q, k, v = qkv(gen, B=2, H=2, L=150, S=333, E=E, device="cuda")
+    qs, ks, vs = (poisoned_view(t, pad=4) for t in (q, k, v))
+    assert not qs.is_contiguous()
+    out, lse = check("v4_wgmma", qs, ks, vs, causal="bottom_right")
+    dense = attend("v4_wgmma", q, k, v, causal="bottom_right")
+    assert torch.equal(out, dense[0]) and torch.equal(lse, dense[1])
+
+
+def test_3xtf32_repeated_runs_are_bit_identical(gen):
+    q, k, v = qkv(gen, B=2, H=4, Hkv=2, L=200, S=333, E=128, device="cuda")
+    first = attend("v4_wgmma", q, k, v, causal="bottom_right")
+    for _ in range(20):
+        again = attend("v4_wgmma", q, k, v, causal="bottom_right")
+        assert torch.equal(again[0], first[0]) and torch.equal(again[1], first[1])
+
+
+def test_3xtf32_many_heads(gen):
+    # B * H = 70000 query blocks of one row each: the one-CTA grid is one-dimensional.
+    q, k, v = qkv(gen, B=2, H=35000, Hkv=5000, L=17, S=33, E=64, device="cuda")
+    out, lse = attend("v4_wgmma", q, k, v, causal="bottom_right")
+    for b, h in ((0, 0), (1, 17_499), (1, 34_999)):
+        hk = h // 7
+        assert_matches_reference(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], causal="bottom_right")
+
+
+@pytest.mark.parametrize("which", ["q", "k", "v"])
+def test_3xtf32_offsets_beyond_int32(gen, which):
+    # The second batch of one input starts 2^31 + 64 floats into its buffer: all three are read by the kernel's
+    # own loads, which must index with 64 bits.
+    L, S, E = 100, 300, 64
+    stride_b = 2**31 + 64
+    dense = dict(zip("qkv", qkv(gen, B=2, H=1, L=L, S=S, E=E, device="cuda")))
+    rows = L if which == "q" else S
+    buf = torch.empty(stride_b + rows * E, device="cuda")
+    far = buf.as_strided((2, 1, rows, E), (stride_b, rows * E, E, 1))
+    far.copy_(dense[which])
+    args = {**dense, which: far}
+    check("v4_wgmma", args["q"], args["k"], args["v"], causal="bottom_right")
