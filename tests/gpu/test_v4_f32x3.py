@@ -1,12 +1,13 @@
 """float32-accurate on the Hopper rung: v4_wgmma's 3xTF32 kernel (float32_precision='auto' or '3xtf32'), over
 the cases where its own loads could go wrong (every operand reaches shared memory through the threads that split
-it into two TF32 halves, Q's low half stays in registers): key and query tails (L, S not multiples of the 128 x 32
+it into two TF32 halves): key and query tails (L, S not multiples of the 128 x 32
 or 128 x 64 tile), one row, one key, both causal alignments with rows that see no key, GQA, a negative scale,
 strided inputs framed by NaN, offsets past 2^31 floats, E = 64 and 128.
 
 The budget is float32's own (support/numerics.py): 1e-5 x max |ref|; and the error must stay at or below SDPA's
 efficient backend (float32 on CUDA cores) and far below TF32's, so a kernel that lost a product's correction term
-(TF32-sized errors, ~1e-3) fails here."""
+(TF32-sized errors, ~1e-3) fails here, and so does one that chains a whole row's products into one accumulator (the
+tensor cores truncate as they add: 2e-5..2e-4 of max |out| at N = 1025..16k in session 9's first version)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,10 +97,10 @@ def test_3xtf32_many_heads(gen):
         assert_matches_reference(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], causal="bottom_right")
 
 
-@pytest.mark.parametrize("which", ["q", "k", "v"])
+@pytest.mark.parametrize("which", ["q", "k"])
 def test_3xtf32_offsets_beyond_int32(gen, which):
-    # The second batch of one input starts 2^31 + 64 floats into its buffer: all three are read by the kernel's
-    # own loads, which must index with 64 bits.
+    # The second batch of one input starts 2^31 + 64 floats into its buffer: Q and K are read by this kernel's own
+    # loads, which must index with 64 bits (V's loads are the TF32 kernel's, tested past 2^31 in test_v4_tf32.py).
     L, S, E = 100, 300, 64
     stride_b = 2**31 + 64
     dense = dict(zip("qkv", qkv(gen, B=2, H=1, L=L, S=S, E=E, device="cuda")))

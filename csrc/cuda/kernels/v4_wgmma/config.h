@@ -145,16 +145,18 @@ struct CfgF32 {
 };
 
 // The float32-accurate (3xTF32) kernel's tile (kernel_f32x3.cuh): BM = 128 rows in two consumer
-// warpgroups; every operand is held as two TF32 halves, which sets both budgets:
-// - registers: a consumer keeps Q's lo half as RS fragments for the whole item (E / 2 registers)
-//   beside O (E / 2), S (BN / 2) and P's two halves (BN / 2 each): at E = 128 only 32-key tiles fit
-//   (64 + 64 + 16 + 32 = 176), at E = 64 64-key tiles (32 + 32 + 32 + 64 = 160). The producer holds
-//   one K and one V tile in flight (BN * E / 256 float4 per thread together) and their stores'
-//   addresses: the split below is the one with which ptxas (nvcc 13.0) spills nothing at either E
-//   (88 for the producer spilled 72-216 bytes there).
-// - shared memory: Q's hi half (64 KB at E = 128), then K hi + lo and V^T hi + lo per stage: 32 KB
-//   per stage at both head dims, two K stages and three V^T stages as the TF32 kernel (224 KB at
-//   E = 128, 192 KB at E = 64).
+// warpgroups; every operand is held as two TF32 halves (hi, lo), which sets both budgets:
+// - shared memory: Q's two halves (2 x 64 KB at E = 128), then one ring of slots of 32 KB, each
+//   holding either a K tile (hi + lo, K-major) or a V^T tile (hi + lo), K_j in slot use 2j and
+//   V_j in 2j + 1: 3 slots at E = 128 (224 KB in all), 5 at E = 64 (Q 64 KB + 160 KB). Separate K
+//   and V rings would need 2 + 2 slots at E = 128.
+// - BN = 32 keys at E = 128 (a 32 KB slot), 64 at E = 64.
+// - registers: the consumers hold O (E / 2), a fresh P V accumulator per tile (E / 2; the tensor
+//   cores truncate when they add into an accumulator, so each tile's products are summed apart and
+//   folded into O with a rounded add), P's two halves (BN / 2 each) and S as E / 32 + 1 partial
+//   accumulators (BN / 2 each; kernel_f32x3.cuh, issue_qk_3x). The producer holds one K and one
+//   V tile in flight (BN * E / 256 float4 per thread together); the split is the one with which
+//   ptxas (nvcc 13.0) spills nothing at either E.
 template <int E_, int BN>
 struct CfgF32x3 {
   static_assert(E_ % 32 == 0 && BN % 32 == 0, "v4 3xTF32: E and BN multiples of 32");
@@ -165,27 +167,24 @@ struct CfgF32x3 {
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
   static constexpr int kCtasPerSm = 1;
-  static constexpr int kVStages = 3;
   static constexpr bool kLazyRescale = false;
   static constexpr int kTailStep = 0;
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 136;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 184;
   static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 3xTF32: register budget");
+  static constexpr int kTileFloats = BN * E;  // one half of a K or V^T tile
+  static constexpr int kSlots = (227 * 1024 - 2048 - 2 * kBlockM * E * 4) / (2 * kTileFloats * 4);
 
   struct alignas(1024) Smem {
-    alignas(1024) float q[kBlockM * E];  // Q's hi half
-    alignas(1024) float k_hi[kStages][BN * E];
-    alignas(1024) float k_lo[kStages][BN * E];
-    alignas(1024) float v_hi[kVStages][BN * E];  // V^T, as kernel_f32.cuh's stages
-    alignas(1024) float v_lo[kVStages][BN * E];
-    alignas(8) uint64_t k_full[kStages];
-    alignas(8) uint64_t v_full[kVStages];
-    alignas(8) uint64_t k_empty[kStages];
-    alignas(8) uint64_t v_empty[kVStages];
+    alignas(1024) float q_hi[kBlockM * E];
+    alignas(1024) float q_lo[kBlockM * E];
+    alignas(1024) float slot[kSlots][2][kTileFloats];  // [hi, lo] of a K or a V^T tile
+    alignas(8) uint64_t full[kSlots];
+    alignas(8) uint64_t empty[kSlots];
   };
   using PSmem = void;  // no persistent form
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
-  static_assert(kSmemBytes <= 227 * 1024, "v4 3xTF32: shared memory");
+  static_assert(kSlots >= 3 && kSmemBytes <= 227 * 1024, "v4 3xTF32: shared memory");
 };
 
 // What the kernel needs besides the three tensor maps.

@@ -6,17 +6,21 @@
 //   wgmmas where the TF32 kernel issues one. The dropped a_lo b_lo and lo's own rounding are
 //   about 2^-22 of a b, below float32's rounding of the sums, so the result is as accurate as
 //   float32 arithmetic (TF32 alone keeps 11 bits: ~1e-3 relative error, tests/gpu/test_v4_tf32.py).
-// - Shared memory has no room for a lo copy of everything at the TF32 kernel's tiles, so:
-//   Q: each consumer warpgroup loads its 64 rows once per item with plain loads, writes hi into
-//      the Q tile (the K-major 128-byte swizzle the TMA would write) and keeps lo in registers
-//      as RS A fragments: Q_lo K_hi^T is an RS wgmma, Q_hi K_lo^T and Q_hi K_hi^T are SS;
-//   K: the producer warpgroup loads each tile with 16-byte loads and writes both halves, each
-//      into its own stage in the TMA's layout (KTile below);
-//   V: transposed by the producer as in the TF32 kernel, both halves (VTile::store_split);
-//   P: both halves as RS fragments from the softmax's float32 P (the row sums add P unrounded).
-//   No tensor maps: every byte reaches shared memory through the threads that split it.
-// - Tiles (config.h CfgF32x3): 128 x 32 at E = 128 (Q's lo half takes 64 registers beside O's
-//   64), 128 x 64 at E = 64. The loop is the TF32 kernel's unpipelined one without pingpong.
+// - The tensor cores truncate (round toward zero) when they add into an accumulator, a bias that
+//   grows with the number of products chained into one register and that cost 30x the error at
+//   N = 16k when O accumulated every tile's products (device call 1 of session 9: max error 1.7e-4
+//   of max |out| against SDPA efficient's 2.0e-6). As in v3's 3xTF32 (warp_mma32.cuh), chains stay
+//   short and rounded float32 adds join them: S is summed in E / 32 + 1 accumulators (hi x hi per
+//   32 columns of E, and all lo terms together, which are 2^-11 smaller), and each tile's P V goes
+//   into a fresh accumulator that is added to O.
+// - Every operand reaches shared memory through the threads that split it (no tensor maps): each
+//   consumer warpgroup loads its 64 rows of Q once per item and writes both halves; the producer
+//   warpgroup loads K and V tiles with 16-byte loads and writes both halves of each into one slot
+//   of a single ring (K as the TMA would store it, V transposed as in the TF32 kernel), K_j and V_j
+//   taking turns (config.h CfgF32x3 has the budget).
+// - P: both halves as RS fragments from the softmax's float32 P (the row sums add P unrounded).
+// - Tiles 128 x 32 at E = 128, 128 x 64 at E = 64; the TF32 kernel's unpipelined loop without
+//   pingpong.
 #pragma once
 
 #include "kernel_f32.cuh"
@@ -76,10 +80,20 @@ struct KTile {
   }
 };
 
+// Ring use u (K_j at 2j, V_j at 2j + 1): its slot and the parity of its barriers' phase.
+template <class C>
+__device__ __forceinline__ int slot_of(int u) {
+  return u % C::kSlots;
+}
+template <class C>
+__device__ __forceinline__ uint32_t parity_of(int u) {
+  return (u / C::kSlots) & 1;
+}
+
 // The producer warpgroup: all 128 threads load, split and store K and V tile by tile, each tile
-// loaded a half step before its stage is waited for (K_{j+1} while V_j waits, V_{j+1} while K_{j+1}
+// loaded a half step before its slot is waited for (K_{j+1} while V_j waits, V_{j+1} while K_{j+1}
 // waits), so the loads' trip overlaps the waits. Each thread fences its stores into the async proxy
-// (wgmma reads the stages) before arriving on the stage's full barrier (128 arrivals).
+// (wgmma reads the slots) before arriving on the slot's full barrier (128 arrivals).
 template <class C>
 __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Smem& s, const Item& w,
                                               int n_tiles) {
@@ -87,80 +101,115 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
   const int hk = w.h / a.group;
   const float* kh = a.k + w.b * a.k_sb + hk * a.k_sh;
   const float* vh = a.v + w.b * a.v_sb + hk * a.v_sh;
+  // Waits until use u's slot is free (every consumer warp released use u - kSlots), returns it.
+  auto slot = [&](int u) {
+    const int sl = slot_of<C>(u);
+    if (u >= C::kSlots) ptx::mbar_wait(&s.empty[sl], parity_of<C>(u - C::kSlots));
+    return sl;
+  };
+  auto publish = [&](int sl) {
+    ptx::fence_proxy_async_smem();
+    ptx::mbar_arrive(&s.full[sl]);
+  };
   KTile<C> kt;
   VTile<C> vt;
   kt.load(kh, a.k_sl, 0, a.S);
   vt.load(vh, a.v_sl, 0, a.S);
   for (int j = 0; j < n_tiles; ++j) {
-    const int st = j % kStages;
-    if (j >= kStages) ptx::mbar_wait(&s.k_empty[st], ((j / kStages) - 1) & 1);
-    kt.store_split(ptx::smem_addr(s.k_hi[st]), ptx::smem_addr(s.k_lo[st]));
-    ptx::fence_proxy_async_smem();
-    ptx::mbar_arrive(&s.k_full[st]);
+    const int ks = slot(2 * j);
+    kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
+    publish(ks);
     if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
-    const int vst = j % C::kVStages;
-    if (j >= C::kVStages) ptx::mbar_wait(&s.v_empty[vst], ((j / C::kVStages) - 1) & 1);
-    vt.store_split(ptx::smem_addr(s.v_hi[vst]), ptx::smem_addr(s.v_lo[vst]));
-    ptx::fence_proxy_async_smem();
-    ptx::mbar_arrive(&s.v_full[vst]);
+    const int vs = slot(2 * j + 1);
+    vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
+    publish(vs);
     if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
   }
 }
 
-// This consumer warpgroup's 64 rows of Q: hi into the CTA's Q tile, lo into qlo as m64k8 RS A
-// fragments ((row g, col t), (g + 8, t), (g, t + 4), (g + 8, t + 4) of each k-step's 8 columns).
-// A negative scale runs on -Q (prepare()'s rule); rows past L are zeros. The stores are made
-// visible to wgmma (async proxy) before any thread of the warpgroup issues one.
+// This consumer warpgroup's 64 rows of Q, both halves into the CTA's Q tiles (K-major, 128-byte
+// swizzle, as the TMA would write them), with 16-byte loads and stores. A negative scale runs on -Q
+// (prepare()'s rule); rows past L are zeros. The stores are made visible to wgmma (async proxy)
+// before any thread of the warpgroup issues one.
 template <class C>
-__device__ __forceinline__ void load_q_split(const ArgsF32x3& a, uint32_t q_tile, int row0, int cw, int h, int b,
-                                             uint32_t (&qlo)[C::E / 8][4]) {
-  const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+__device__ __forceinline__ void load_q_split(const ArgsF32x3& a, typename C::Smem& s, int row0, int cw, int h,
+                                             int b) {
+  constexpr int E = C::E;
+  const int tid = threadIdx.x % 128;
   const float* qh = a.q + b * a.q_sb + h * a.q_sh;
   const float sign = a.negate_q ? -1.f : 1.f;
-#pragma unroll
-  for (int kk = 0; kk < C::E / 8; ++kk) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int r = cw * 64 + warp * 16 + g + 8 * (i & 1);  // row in the CTA's tile
-      const int col = 8 * kk + t + 4 * (i >> 1);
-      const int row = row0 + r;
-      const float x = row < a.L ? sign * __ldg(qh + row * a.q_sl + col) : 0.f;
-      uint32_t hi;
-      split_tf32(x, hi, qlo[kk][i]);
-      st_shared(q_tile + kmajor_offset<C::kBlockM>(r, col), hi);
-    }
+  const uint32_t hi = ptx::smem_addr(s.q_hi), lo = ptx::smem_addr(s.q_lo);
+#pragma unroll 4
+  for (int u = 0; u < 64 * E / (4 * 128); ++u) {
+    const int f = u * 128 + tid;
+    const int r = cw * 64 + f / (E / 4), col = (f % (E / 4)) * 4;  // r: row in the CTA's tile
+    const int row = row0 + r;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (row < a.L) x = __ldg(reinterpret_cast<const float4*>(qh + row * a.q_sl + col));
+    uint32_t xh[4], xl[4];
+    split_tf32(sign * x.x, xh[0], xl[0]);
+    split_tf32(sign * x.y, xh[1], xl[1]);
+    split_tf32(sign * x.z, xh[2], xl[2]);
+    split_tf32(sign * x.w, xh[3], xl[3]);
+    const uint32_t off = kmajor_offset<C::kBlockM>(r, col);
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(hi + off), "r"(xh[0]), "r"(xh[1]), "r"(xh[2]),
+                 "r"(xh[3])
+                 : "memory");
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(lo + off), "r"(xl[0]), "r"(xl[1]), "r"(xl[2]),
+                 "r"(xl[3])
+                 : "memory");
   }
   ptx::fence_proxy_async_smem();
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
 }
 
-// S = Q K^T in 3xTF32 for this warpgroup's 64 rows and one K stage, issued (not waited for).
+// Partial accumulators of S: one hi x hi chain per 32 columns of E (4 k-steps), and the lo terms.
 template <class C>
-__device__ __forceinline__ void issue_qk_3x(float (&sc)[C::kBlockN / 2], const uint32_t (&qlo)[C::E / 8][4],
-                                            uint32_t q_base, uint32_t khi, uint32_t klo) {
+constexpr int kHiChains = C::E / 32;
+
+// S = Q K^T in 3xTF32 for this warpgroup's 64 rows and one K slot, issued (not waited for): four
+// k-steps of Q_hi K_hi^T into each sh[c], every Q_lo K_hi^T and Q_hi K_lo^T into sl. Chains of 4
+// (and 2E / 8 terms 2^-11 smaller) instead of 3E / 8 products in one register.
+template <class C>
+__device__ __forceinline__ void issue_qk_3x(float (&sh)[kHiChains<C>][C::kBlockN / 2], float (&sl)[C::kBlockN / 2],
+                                            uint32_t q_hi, uint32_t q_lo, uint32_t k_hi, uint32_t k_lo) {
   constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN;
 #pragma unroll
   for (int kk = 0; kk < C::E / 8; ++kk) {
-    const uint32_t off = (kk % 4) * 32;  // k-step inside a 128-byte swizzled row
-    const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
-    const uint32_t k_off = (kk / 4) * kBlockN * 128 + off;
-    ptx::wgmma_rs<float, kBlockN, 0>(sc, qlo[kk], ptx::desc_kmajor_sw128(khi + k_off), kk > 0);
-    ptx::wgmma_ss<float, kBlockN, 0>(sc, dq, ptx::desc_kmajor_sw128(klo + k_off), 1);
-    ptx::wgmma_ss<float, kBlockN, 0>(sc, dq, ptx::desc_kmajor_sw128(khi + k_off), 1);
+    const uint32_t q_off = (kk / 4) * kBlockM * 128 + (kk % 4) * 32;  // k-step inside a 128-byte row
+    const uint32_t k_off = (kk / 4) * kBlockN * 128 + (kk % 4) * 32;
+    const uint64_t dqh = ptx::desc_kmajor_sw128(q_hi + q_off), dkh = ptx::desc_kmajor_sw128(k_hi + k_off);
+    ptx::wgmma_ss<float, kBlockN, 0>(sl, ptx::desc_kmajor_sw128(q_lo + q_off), dkh, kk > 0);
+    ptx::wgmma_ss<float, kBlockN, 0>(sl, dqh, ptx::desc_kmajor_sw128(k_lo + k_off), 1);
+    ptx::wgmma_ss<float, kBlockN, 0>(sh[kk / 4], dqh, dkh, kk % 4 > 0);
   }
   ptx::wgmma_commit();
 }
 
-// O += P V in 3xTF32 for one V^T stage pair, issued (not waited for).
+// The partial sums of S, added with rounding: S into sl.
 template <class C>
-__device__ __forceinline__ void issue_pv_3x(float (&o)[C::E / 2], const uint32_t (&phi)[C::kBlockN / 8][4],
-                                            const uint32_t (&plo)[C::kBlockN / 8][4], uint32_t vhi, uint32_t vlo) {
+__device__ __forceinline__ void join_scores(const float (&sh)[kHiChains<C>][C::kBlockN / 2],
+                                            float (&sl)[C::kBlockN / 2]) {
+#pragma unroll
+  for (int i = 0; i < C::kBlockN / 2; ++i) {
+    float hi = sh[0][i];
+#pragma unroll
+    for (int c = 1; c < kHiChains<C>; ++c) hi += sh[c][i];
+    sl[i] += hi;
+  }
+}
+
+// part = P V in 3xTF32 for one V^T slot (part's old value ignored), issued (not waited for).
+template <class C>
+__device__ __forceinline__ void issue_pv_3x(float (&part)[C::E / 2], const uint32_t (&phi)[C::kBlockN / 8][4],
+                                            const uint32_t (&plo)[C::kBlockN / 8][4], uint32_t v_hi, uint32_t v_lo) {
 #pragma unroll
   for (int kk = 0; kk < C::kBlockN / 8; ++kk) {
     const uint32_t off = (kk / 4) * C::E * 128 + (kk % 4) * 32;
-    ptx::wgmma_rs<float, C::E, 0>(o, plo[kk], ptx::desc_kmajor_sw128(vhi + off), 1);
-    ptx::wgmma_rs<float, C::E, 0>(o, phi[kk], ptx::desc_kmajor_sw128(vlo + off), 1);
-    ptx::wgmma_rs<float, C::E, 0>(o, phi[kk], ptx::desc_kmajor_sw128(vhi + off), 1);
+    const uint64_t dvh = ptx::desc_kmajor_sw128(v_hi + off);
+    ptx::wgmma_rs<float, C::E, 0>(part, plo[kk], dvh, kk > 0);
+    ptx::wgmma_rs<float, C::E, 0>(part, phi[kk], ptx::desc_kmajor_sw128(v_lo + off), 1);
+    ptx::wgmma_rs<float, C::E, 0>(part, phi[kk], dvh, 1);
   }
   ptx::wgmma_commit();
 }
@@ -179,39 +228,42 @@ __device__ __forceinline__ void pack_p_split(const float (&sc)[N / 2], uint32_t 
 }
 
 // One consumer warpgroup over one item: per key tile, S = Q K^T, wait, mask + online softmax,
-// O += P V, wait (attend()'s unpipelined loop with the 3x products).
+// part = P V, wait, O = alpha O + part (attend()'s unpipelined loop with the 3x products).
 template <class C, bool CAUSAL>
 __device__ __forceinline__ void attend_3x(const ArgsF32x3& a, typename C::Smem& s, int row0, int cw, int n_tiles,
-                                          const uint32_t (&qlo)[C::E / 8][4], float (&o)[C::E / 2], float (&m)[2],
-                                          float (&l)[2]) {
+                                          float (&o)[C::E / 2], float (&m)[2], float (&l)[2]) {
   constexpr int kBlockN = C::kBlockN;
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int first_row = row0 + cw * 64;
   const int row_g = first_row + warp * 16 + g;
-  const uint32_t q_base = ptx::smem_addr(s.q) + cw * 64 * 128;
+  const uint32_t q_hi = ptx::smem_addr(s.q_hi) + cw * 64 * 128, q_lo = ptx::smem_addr(s.q_lo) + cw * 64 * 128;
 #pragma unroll
   for (int i = 0; i < C::E / 2; ++i) o[i] = 0.f;
   m[0] = m[1] = -INFINITY;
   l[0] = l[1] = 0.f;
-  float sc[kBlockN / 2], alpha[2];
+  float sh[kHiChains<C>][kBlockN / 2], sc[kBlockN / 2], part[C::E / 2], alpha[2];
   uint32_t phi[kBlockN / 8][4], plo[kBlockN / 8][4];
   for (int j = 0; j < n_tiles; ++j) {
-    const int st = j % kStages, vst = j % C::kVStages;
-    ptx::mbar_wait(&s.k_full[st], (j / kStages) & 1);
+    const int ks = slot_of<C>(2 * j), vs = slot_of<C>(2 * j + 1);
+    ptx::mbar_wait(&s.full[ks], parity_of<C>(2 * j));
     ptx::wgmma_fence();
-    issue_qk_3x<C>(sc, qlo, q_base, ptx::smem_addr(s.k_hi[st]), ptx::smem_addr(s.k_lo[st]));
+    issue_qk_3x<C>(sh, sc, q_hi, q_lo, ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
-    if (lane == 0) ptx::mbar_arrive(&s.k_empty[st]);
+#pragma unroll
+    for (int c = 0; c < kHiChains<C>; ++c) ptx::fence_operands(sh[c]);
+    if (lane == 0) ptx::mbar_arrive(&s.empty[ks]);
+    join_scores<C>(sh, sc);
     softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
-    rescale<C::E>(o, alpha);
     pack_p_split<kBlockN>(sc, phi, plo);
-    ptx::mbar_wait(&s.v_full[vst], (j / C::kVStages) & 1);
+    ptx::mbar_wait(&s.full[vs], parity_of<C>(2 * j + 1));
     ptx::wgmma_fence();
-    issue_pv_3x<C>(o, phi, plo, ptx::smem_addr(s.v_hi[vst]), ptx::smem_addr(s.v_lo[vst]));
+    issue_pv_3x<C>(part, phi, plo, ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
     ptx::wgmma_wait<0>();
-    ptx::fence_operands(o);
-    if (lane == 0) ptx::mbar_arrive(&s.v_empty[vst]);
+    ptx::fence_operands(part);
+    if (lane == 0) ptx::mbar_arrive(&s.empty[vs]);
+#pragma unroll
+    for (int i = 0; i < C::E / 2; ++i) o[i] = fmaf(o[i], alpha[(i / 2) % 2], part[i]);
   }
 }
 
@@ -224,11 +276,9 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f32x3_kernel(const Args
   const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
 
   if (threadIdx.x == 0) {
-    for (int i = 0; i < C::kVStages; ++i) {
-      if (i < kStages) ptx::mbar_init(&s.k_full[i], 128);
-      if (i < kStages) ptx::mbar_init(&s.k_empty[i], 4 * C::kConsumerWarpgroups);
-      ptx::mbar_init(&s.v_full[i], 128);
-      ptx::mbar_init(&s.v_empty[i], 4 * C::kConsumerWarpgroups);
+    for (int i = 0; i < C::kSlots; ++i) {
+      ptx::mbar_init(&s.full[i], 128);
+      ptx::mbar_init(&s.empty[i], 4 * C::kConsumerWarpgroups);
     }
     ptx::fence_mbarrier_init();
   }
@@ -241,10 +291,9 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f32x3_kernel(const Args
   } else {
     ptx::setmaxnreg_inc<C::kConsumerRegs>();
     const int cw = wg - 1;
-    uint32_t qlo[C::E / 8][4];
     float o[C::E / 2], m[2], l[2];
-    if (n_tiles > 0) load_q_split<C>(a, ptx::smem_addr(s.q), w.row0, cw, w.h, w.b, qlo);
-    attend_3x<C, CAUSAL>(a, s, w.row0, cw, n_tiles, qlo, o, m, l);
+    if (n_tiles > 0) load_q_split<C>(a, s, w.row0, cw, w.h, w.b);
+    attend_3x<C, CAUSAL>(a, s, w.row0, cw, n_tiles, o, m, l);
     store_o_regs<float, C>(a, o, m, l, w.row0, cw, w.h, w.b);
   }
 #else
