@@ -101,16 +101,19 @@ def test_3xtf32_many_heads(gen):
         assert_matches_reference(out[b, h], lse[b, h], q[b, h], k[b, hk], v[b, hk], causal="bottom_right")
 
 
-@pytest.mark.parametrize("which", ["q", "k"])
-def test_3xtf32_offsets_beyond_int32(gen, which):
-    # The second batch of one input starts 2^31 + 64 floats into its buffer: Q and K are read by this kernel's own
+def test_3xtf32_offsets_beyond_int32(gen):
+    # The second batch of Q, then of K, starts 2^31 + 64 floats into its buffer: both are read by this kernel's own
     # loads, which must index with 64 bits (V's loads are the TF32 kernel's, tested past 2^31 in test_v4_tf32.py).
+    # One 8 GiB buffer at a time, so the suite's parallel workers do not run out of memory.
     L, S, E = 100, 300, 64
     stride_b = 2**31 + 64
     dense = dict(zip("qkv", qkv(gen, B=2, H=1, L=L, S=S, E=E, device="cuda")))
-    rows = L if which == "q" else S
-    buf = torch.empty(stride_b + rows * E, device="cuda")
-    far = buf.as_strided((2, 1, rows, E), (stride_b, rows * E, E, 1))
-    far.copy_(dense[which])
-    args = {**dense, which: far}
-    check("v4_wgmma", args["q"], args["k"], args["v"], causal="bottom_right")
+    for which in "qk":
+        rows = L if which == "q" else S
+        buf = torch.empty(stride_b + rows * E, device="cuda")
+        far = buf.as_strided((2, 1, rows, E), (stride_b, rows * E, E, 1))
+        far.copy_(dense[which])
+        args = {**dense, which: far}
+        check("v4_wgmma", args["q"], args["k"], args["v"], causal="bottom_right")
+        del far, buf
+        torch.cuda.empty_cache()
