@@ -18,23 +18,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from support.inputs import poisoned_view, qkv
 from support.numerics import assert_matches_reference, reference
-from support.runner import attend, check, needs_sm90
+from support.runner import V4_FLOAT32_CASES, attend, case_ids, check, needs_sm90
 
 pytestmark = needs_sm90
 
-# (B, H, Hkv, L, S, E, causal)
-CASES = [
-    (1, 2, 2, 1, 97, 64, False),
-    (1, 2, 2, 97, 1, 128, False),
-    (2, 3, 3, 113, 1025, 128, False),
-    (1, 4, 2, 1025, 113, 64, "top_left"),
-    (1, 2, 2, 1025, 113, 128, "bottom_right"),  # rows before L - S see no key
-    (2, 4, 1, 300, 517, 128, "bottom_right"),
-    (1, 2, 2, 257, 257, 64, True),
-    (1, 2, 2, 255, 33, 128, True),  # a key tail inside the first 32-key tile
-    (1, 1, 1, 2048, 2048, 128, False),
-]
-IDS = [f"B{c[0]}-H{c[1]}-Hkv{c[2]}-L{c[3]}-S{c[4]}-E{c[5]}-{c[6]}" for c in CASES]
+# The TF32 kernel's cases, and a key tail inside the first 32-key tile.
+CASES = V4_FLOAT32_CASES + [(1, 2, 2, 255, 33, 128, True)]
 
 
 def _rel_err(out, q, k, v, causal, scale=None):
@@ -43,7 +32,7 @@ def _rel_err(out, q, k, v, causal, scale=None):
 
 
 @pytest.mark.parametrize("precision", ["auto", "3xtf32"])
-@pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", CASES, ids=IDS)
+@pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", CASES, ids=case_ids(CASES))
 def test_3xtf32_matches_within_float32_budget(gen, B, H, Hkv, L, S, E, causal, precision):
     q, k, v = qkv(gen, B=B, H=H, Hkv=Hkv, L=L, S=S, E=E, device="cuda")
     check("v4_wgmma", q, k, v, causal=causal, float32_precision=precision)

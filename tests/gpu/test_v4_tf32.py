@@ -11,29 +11,17 @@ import torch
 import flash_attn_ext
 from support.inputs import poisoned_view, qkv
 from support.numerics import assert_matches_reference
-from support.runner import attend, check, needs_sm90
+from support.runner import V4_FLOAT32_CASES, attend, case_ids, check, needs_sm90
 
 pytestmark = needs_sm90
 
-# (B, H, Hkv, L, S, E, causal)
-CASES = [
-    (1, 2, 2, 1, 97, 64, False),
-    (1, 2, 2, 97, 1, 128, False),
-    (2, 3, 3, 113, 1025, 128, False),
-    (1, 4, 2, 1025, 113, 64, "top_left"),
-    (1, 2, 2, 1025, 113, 128, "bottom_right"),  # rows before L - S see no key
-    (2, 4, 1, 300, 517, 128, "bottom_right"),
-    (1, 2, 2, 257, 257, 64, True),
-    (1, 1, 1, 2048, 2048, 128, False),
-]
 
 
 def _tf32_budget_check(q, k, v, causal):
     return check("v4_wgmma", q, k, v, causal=causal, budget_dtype="tf32", float32_precision="tf32")
 
 
-@pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", CASES, ids=[f"B{c[0]}-H{c[1]}-Hkv{c[2]}-L{c[3]}-S{c[4]}-E{c[5]}-{c[6]}"
-                                                              for c in CASES])
+@pytest.mark.parametrize("B,H,Hkv,L,S,E,causal", V4_FLOAT32_CASES, ids=case_ids(V4_FLOAT32_CASES))
 def test_tf32_matches_within_budget(gen, B, H, Hkv, L, S, E, causal):
     q, k, v = qkv(gen, B=B, H=H, Hkv=Hkv, L=L, S=S, E=E, device="cuda")
     _tf32_budget_check(q, k, v, causal)

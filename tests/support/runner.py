@@ -27,6 +27,25 @@ V4_PATHS = [
 ]
 
 
+# v4's float32 kernels (TF32 and 3xTF32) over the cases where their own loads and layouts could go wrong:
+# (B, H, Hkv, L, S, E, causal) with key and query tails, one row, one key, both causal alignments with rows that
+# see no key (L > S bottom-right), GQA, E = 64 and 128.
+V4_FLOAT32_CASES = [
+    (1, 2, 2, 1, 97, 64, False),
+    (1, 2, 2, 97, 1, 128, False),
+    (2, 3, 3, 113, 1025, 128, False),
+    (1, 4, 2, 1025, 113, 64, "top_left"),
+    (1, 2, 2, 1025, 113, 128, "bottom_right"),
+    (2, 4, 1, 300, 517, 128, "bottom_right"),
+    (1, 2, 2, 257, 257, 64, True),
+    (1, 1, 1, 2048, 2048, 128, False),
+]
+
+
+def case_ids(cases):
+    return ["B{}-H{}-Hkv{}-L{}-S{}-E{}-{}".format(*case) for case in cases]
+
+
 def on_v4_path(monkeypatch, path):
     """Sets one of V4_PATHS' switches for this test; returns its (L, S, causal)."""
     _, L, S, causal, switches = path

@@ -34,6 +34,12 @@ __device__ __forceinline__ uint32_t kmajor_offset(int row, int col) {
   return (col / 32) * (ROWS * 128) + row * 128 + ((((col % 32) / 4) ^ (row % 8)) * 16) + (col % 4) * 4;
 }
 
+// Four 32-bit values to shared memory at addr (16-byte aligned) in one store.
+__device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint32_t (&x)[4]) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(x[0]), "r"(x[1]), "r"(x[2]), "r"(x[3])
+               : "memory");
+}
+
 // A K tile in flight: this thread's BN * E / 512 float4, each 4 adjacent values of one key's row (a
 // warp reads 512 contiguous bytes of a row-major tile per instruction).
 template <class C>
@@ -70,12 +76,8 @@ struct KTile {
       split_tf32(x[u].z, h[2], l[2]);
       split_tf32(x[u].w, h[3], l[3]);
       const uint32_t off = kmajor_offset<C::kBlockN>(key, col);
-      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(hi + off), "r"(h[0]), "r"(h[1]), "r"(h[2]),
-                   "r"(h[3])
-                   : "memory");
-      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(lo + off), "r"(l[0]), "r"(l[1]), "r"(l[2]),
-                   "r"(l[3])
-                   : "memory");
+      st_shared_v4(hi + off, h);
+      st_shared_v4(lo + off, l);
     }
   }
 };
@@ -152,12 +154,8 @@ __device__ __forceinline__ void load_q_split(const ArgsF32x3& a, typename C::Sme
     split_tf32(sign * x.z, xh[2], xl[2]);
     split_tf32(sign * x.w, xh[3], xl[3]);
     const uint32_t off = kmajor_offset<C::kBlockM>(r, col);
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(hi + off), "r"(xh[0]), "r"(xh[1]), "r"(xh[2]),
-                 "r"(xh[3])
-                 : "memory");
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(lo + off), "r"(xl[0]), "r"(xl[1]), "r"(xl[2]),
-                 "r"(xl[3])
-                 : "memory");
+    st_shared_v4(hi + off, xh);
+    st_shared_v4(lo + off, xl);
   }
   ptx::fence_proxy_async_smem();
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
