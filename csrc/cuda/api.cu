@@ -279,18 +279,15 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
     return {k->name, "requested by name"};
   }
   std::string v4_why;
-  bool v4_ok = cuda::v4_wgmma_supports(p, sm, &v4_why);
-  // float32-accurate modes stay on v3 unless v4 is asked for by name: v4's 3xTF32 kernel is about twice as
-  // fast, but its error grows with the row length past SDPA's and v3's (benchmarks/NOTES_v4.md, float32 step 4).
-  if (v4_ok && p.dtype == ScalarKind::kFloat32 && p.precision != Float32Precision::kTf32) {
-    v4_ok = false;
-    v4_why = "runs float32-accurate 3xTF32 only when asked for by name (kernel='v4_wgmma'): about twice as fast, "
-             "but its error grows with the row length past v3's";
-  }
-  if (v4_ok) {
+  if (cuda::v4_wgmma_supports(p, sm, &v4_why)) {
     if (p.dtype == ScalarKind::kFloat32)
-      return {"v4_wgmma", "sm_90, float32 with float32_precision='tf32', E == Ev in {64, 128}, no mask, 16-byte "
-                          "aligned rows: the Hopper rung on TF32 tensor cores (V transposed by its producer warpgroup)"};
+      return {"v4_wgmma", std::string("sm_90, float32, E == Ev in {64, 128}, no mask, 16-byte aligned rows: the Hopper "
+                                      "rung on ") +
+                              (p.precision == Float32Precision::kTf32
+                                   ? "TF32 tensor cores (float32_precision='tf32'; V transposed by its producer "
+                                     "warpgroup)"
+                                   : "3xTF32 tensor cores (float32-accurate: each operand as two TF32 halves, three "
+                                     "products per product)")};
     return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev <= 256 (run on the next of 64, 128, 256 columns), ") +
                             (p.mask_kind == MaskKind::kBool
                                  ? "a bool mask (packed to bits and classified per 128 x 128 tile once per call)"

@@ -33,6 +33,7 @@ struct Cfg {
   // by more than the slack, and a warp whose rows all kept theirs skips the O rescale (NOTES_v4.md
   // step 11: +2-5% against rescaling every tile).
   static constexpr bool kLazyRescale = true;
+  static constexpr bool kExactRescale = false;  // softmax.cuh: only the float32-accurate kernel needs it
   // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest. setmaxnreg
   // moves registers within the CTA's launch allocation, 65536 / (kThreads * CTAS) per thread rounded down
   // to 8 (a consumer asking for more than is free would wait forever): one CTA of 384 threads gets 168,
@@ -123,6 +124,7 @@ struct CfgF32 {
   static constexpr int kCtasPerSm = 1;
   static constexpr int kVStages = 3;
   static constexpr bool kLazyRescale = false;  // the float32 kernel: not measured there
+  static constexpr bool kExactRescale = false;  // TF32's own error is far above the drift it removes
   static constexpr int kTailStep = 0;            // whole last tiles
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
@@ -168,6 +170,7 @@ struct CfgF32x3 {
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
   static constexpr int kCtasPerSm = 1;
   static constexpr bool kLazyRescale = false;
+  static constexpr bool kExactRescale = true;  // softmax.cuh: the rescale drift would dominate the error
   static constexpr int kTailStep = 0;
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 136;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 184;

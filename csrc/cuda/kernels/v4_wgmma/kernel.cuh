@@ -203,7 +203,7 @@ __device__ __forceinline__ void rescale_o(float (&o)[C::E / 2], const float (&al
 template <class C>
 __device__ __forceinline__ void softmax_step(float (&sc)[C::kBlockN / 2], float (&m)[2], float (&l)[2],
                                              float (&alpha)[2], float c) {
-  online_softmax<C::kBlockN, C::kLazyRescale>(sc, m, l, alpha, c);
+  online_softmax<C::kBlockN, C::kLazyRescale, C::kExactRescale>(sc, m, l, alpha, c);
 }
 
 // Mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of this

@@ -65,7 +65,12 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
 // LAZY: the running max moves only when the tile's max passes it by more than kMaxSlack (common.cuh); a row
 // whose max stays gets alpha = 1 exactly, and rescale_o (kernel.cuh) skips a warp whose rows all
 // stayed. Otherwise the max moves with every tile that raises it.
-template <int N, bool LAZY = false>
+// EXACT (the float32-accurate kernel, not LAZY): alpha from the two rounded bases, so a tile that leaves
+// the max where it was rescales by exactly 1. The fused form m c - base is the rounding error of m c
+// instead of 0, and every tile then scales all earlier keys by the same 1 +- 1e-7: a drift along the row
+// that grew the 3xTF32 kernel's error with N (4.4e-5 of max |out| at N = 16k; v3_mma/softmax.cuh found
+// the same).
+template <int N, bool LAZY = false, bool EXACT = false>
 __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                                float c) {
 #pragma unroll
@@ -81,6 +86,10 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
       base = m_new == -INFINITY ? 0.f : m_new * c;
       alpha[r] = m_new == m[r] ? 1.f : ex2(fmaf(m[r], c, -base));
       m[r] = m_new;
+    } else if constexpr (EXACT) {
+      base = mx == -INFINITY ? 0.f : __fmul_rn(mx, c);  // __fmul_rn is never fused
+      alpha[r] = ex2(__fmul_rn(m[r], c) - base);
+      m[r] = mx;
     } else {
       base = mx == -INFINITY ? 0.f : mx * c;
       alpha[r] = ex2(fmaf(m[r], c, -base));
