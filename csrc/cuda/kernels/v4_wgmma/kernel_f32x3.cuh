@@ -13,7 +13,7 @@
 //   short and rounded float32 adds join them: S is summed in E / 32 + 1 accumulators (hi x hi per
 //   32 columns of E, and all lo terms together, which are 2^-11 smaller), and each 32 keys' P V go
 //   into a fresh accumulator that is added to O (two per 64-key tile at E = 64: 2.6e-7 instead of
-//   3.9e-7 of max |out| under causal at N = 4096, for 1-3% of the speed; session 9, device call 9).
+//   3.9e-7 of max |out| under causal at N = 4096, for 1-3% of the speed; session 9, device call 10).
 // - Every operand reaches shared memory through the threads that split it (no tensor maps): each
 //   consumer warpgroup loads its 64 rows of Q once per item and writes both halves; the producer
 //   warpgroup loads K and V tiles with 16-byte loads and writes both halves of each into one slot
