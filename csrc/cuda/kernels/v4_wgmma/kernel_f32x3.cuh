@@ -44,6 +44,14 @@ __device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint32_t (&x)[
                : "memory");
 }
 
+// K's two halves in one operand (32-key tiles, E = 128): each 32-column chunk of a K slot holds 64 rows,
+// [K_hi; K_lo] (KTile::store_fused), so one n64 wgmma gives Q_hi K_hi^T (columns 0-31) and Q_hi K_lo^T
+// (columns 32-63) and reads Q_hi once per k-step instead of twice: 7 KB of shared memory per k-step instead
+// of 9 (the L1/shared pipe was 83% busy, the limit, session 9 device call 13). At E = 64 the 64-key tiles
+// already read Q_hi once per 64 keys, and a fused n128 accumulator would not fit beside the others.
+template <class C>
+constexpr bool kFusedK = C::kBlockN == 32;
+
 // A K tile in flight: this thread's BN * E / 512 float4, each 4 adjacent values of one key's row (a
 // warp reads 512 contiguous bytes of a row-major tile per instruction).
 template <class C>
@@ -65,6 +73,22 @@ struct KTile {
       place(u, key, col);
       x[u] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(kh + (key0 + key) * k_sl + col))
                                   : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
+
+  // Both halves into one slot at base as 64-row chunks [K_hi; K_lo] (kFusedK above).
+  __device__ __forceinline__ void store_fused(uint32_t base) const {
+#pragma unroll
+    for (int u = 0; u < kUnits; ++u) {
+      int key, col;
+      place(u, key, col);
+      uint32_t h[4], l[4];
+      split_tf32(x[u].x, h[0], l[0]);
+      split_tf32(x[u].y, h[1], l[1]);
+      split_tf32(x[u].z, h[2], l[2]);
+      split_tf32(x[u].w, h[3], l[3]);
+      st_shared_v4(base + kmajor_offset<2 * C::kBlockN>(key, col), h);
+      st_shared_v4(base + kmajor_offset<2 * C::kBlockN>(C::kBlockN + key, col), l);
     }
   }
 
@@ -123,7 +147,10 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
   vt.load(vh, a.v_sl, 0, a.S);
   for (int j = 0; j < n_tiles; ++j) {
     const int ks = slot(2 * j);
-    kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
+    if constexpr (kFusedK<C>)
+      kt.store_fused(ptx::smem_addr(s.slot[ks][0]));  // both halves: the slot's 2 x kTileFloats
+    else
+      kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
     publish(ks);
     if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
     const int vs = slot(2 * j + 1);
@@ -165,38 +192,53 @@ __device__ __forceinline__ void load_q_split(const ArgsF32x3& a, typename C::Sme
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
 }
 
-// Partial accumulators of S: one hi x hi chain per 32 columns of E (4 k-steps), and the lo terms.
+// Partial accumulators of S: hi x hi chains of 4 k-steps (32 columns of E) and one chain of the lo terms;
+// fused, chains of 8 k-steps, each holding its hi x lo terms in its upper half.
 template <class C>
-constexpr int kHiChains = C::E / 32;
+constexpr int kHiChains = kFusedK<C> ? C::E / 64 : C::E / 32;
+template <class C>
+constexpr int kHiWidth = kFusedK<C> ? 2 * C::kBlockN : C::kBlockN;
 
-// S = Q K^T in 3xTF32 for this warpgroup's 64 rows and one K slot, issued (not waited for): four
-// k-steps of Q_hi K_hi^T into each sh[c], every Q_lo K_hi^T and Q_hi K_lo^T into sl. Chains of 4
-// (and 2E / 8 terms 2^-11 smaller) instead of 3E / 8 products in one register.
+// S = Q K^T in 3xTF32 for this warpgroup's 64 rows and one K slot, issued (not waited for). Unfused: four
+// k-steps of Q_hi K_hi^T into each sh[c], every Q_lo K_hi^T and Q_hi K_lo^T into sl. Fused: eight k-steps of
+// Q_hi [K_hi; K_lo]^T into each sh[c], every Q_lo K_hi^T into sl. Short chains: the tensor cores truncate as
+// they add into an accumulator.
 template <class C>
-__device__ __forceinline__ void issue_qk_3x(float (&sh)[kHiChains<C>][C::kBlockN / 2], float (&sl)[C::kBlockN / 2],
+__device__ __forceinline__ void issue_qk_3x(float (&sh)[kHiChains<C>][kHiWidth<C> / 2], float (&sl)[C::kBlockN / 2],
                                             uint32_t q_hi, uint32_t q_lo, uint32_t k_hi, uint32_t k_lo) {
-  constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN;
+  constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN, kSteps = C::E / 8 / kHiChains<C>;
 #pragma unroll
   for (int kk = 0; kk < C::E / 8; ++kk) {
     const uint32_t q_off = (kk / 4) * kBlockM * 128 + (kk % 4) * 32;  // k-step inside a 128-byte row
-    const uint32_t k_off = (kk / 4) * kBlockN * 128 + (kk % 4) * 32;
-    const uint64_t dqh = ptx::desc_kmajor_sw128(q_hi + q_off), dkh = ptx::desc_kmajor_sw128(k_hi + k_off);
-    ptx::wgmma_ss<float, kBlockN, 0>(sl, ptx::desc_kmajor_sw128(q_lo + q_off), dkh, kk > 0);
-    ptx::wgmma_ss<float, kBlockN, 0>(sl, dqh, ptx::desc_kmajor_sw128(k_lo + k_off), 1);
-    ptx::wgmma_ss<float, kBlockN, 0>(sh[kk / 4], dqh, dkh, kk % 4 > 0);
+    const uint64_t dqh = ptx::desc_kmajor_sw128(q_hi + q_off), dql = ptx::desc_kmajor_sw128(q_lo + q_off);
+    if constexpr (kFusedK<C>) {
+      const uint64_t dk = ptx::desc_kmajor_sw128(k_hi + (kk / 4) * 2 * kBlockN * 128 + (kk % 4) * 32);
+      ptx::wgmma_ss<float, kBlockN, 0>(sl, dql, dk, kk > 0);  // n32: the chunk's first 32 rows, K_hi
+      ptx::wgmma_ss<float, 2 * kBlockN, 0>(sh[kk / kSteps], dqh, dk, kk % kSteps > 0);
+    } else {
+      const uint32_t k_off = (kk / 4) * kBlockN * 128 + (kk % 4) * 32;
+      const uint64_t dkh = ptx::desc_kmajor_sw128(k_hi + k_off);
+      ptx::wgmma_ss<float, kBlockN, 0>(sl, dql, dkh, kk > 0);
+      ptx::wgmma_ss<float, kBlockN, 0>(sl, dqh, ptx::desc_kmajor_sw128(k_lo + k_off), 1);
+      ptx::wgmma_ss<float, kBlockN, 0>(sh[kk / kSteps], dqh, dkh, kk % kSteps > 0);
+    }
   }
   ptx::wgmma_commit();
 }
 
-// The partial sums of S, added with rounding: S into sl.
+// The partial sums of S, added with rounding, the small ones first: S into sl.
 template <class C>
-__device__ __forceinline__ void join_scores(const float (&sh)[kHiChains<C>][C::kBlockN / 2],
+__device__ __forceinline__ void join_scores(const float (&sh)[kHiChains<C>][kHiWidth<C> / 2],
                                             float (&sl)[C::kBlockN / 2]) {
 #pragma unroll
   for (int i = 0; i < C::kBlockN / 2; ++i) {
     float hi = sh[0][i];
 #pragma unroll
     for (int c = 1; c < kHiChains<C>; ++c) hi += sh[c][i];
+    if constexpr (kFusedK<C>) {
+#pragma unroll
+      for (int c = 0; c < kHiChains<C>; ++c) sl[i] += sh[c][i + C::kBlockN / 2];  // columns + 32: hi x lo
+    }
     sl[i] += hi;
   }
 }
@@ -247,7 +289,7 @@ __device__ __forceinline__ void attend_3x(const ArgsF32x3& a, typename C::Smem& 
   for (int i = 0; i < C::E / 2; ++i) o[i] = 0.f;
   m[0] = m[1] = -INFINITY;
   l[0] = l[1] = 0.f;
-  float sh[kHiChains<C>][kBlockN / 2], sc[kBlockN / 2], part[kFolds<C>][C::E / 2], alpha[2];
+  float sh[kHiChains<C>][kHiWidth<C> / 2], sc[kBlockN / 2], part[kFolds<C>][C::E / 2], alpha[2];
   uint32_t phi[kBlockN / 8][4], plo[kBlockN / 8][4];
   for (int j = 0; j < n_tiles; ++j) {
     const int ks = slot_of<C>(2 * j), vs = slot_of<C>(2 * j + 1);
