@@ -7,11 +7,11 @@
 //   about 2^-22 of a b, below float32's rounding of the sums, so the result is as accurate as
 //   float32 arithmetic (TF32 alone keeps 11 bits: ~1e-3 relative error, tests/gpu/test_v4_tf32.py).
 // - The tensor cores truncate (round toward zero) when they add into an accumulator, a bias that
-//   grows with the number of products chained into one register and that cost 30x the error at
-//   N = 16k when O accumulated every tile's products (device call 1 of session 9: max error 1.7e-4
-//   of max |out| against SDPA efficient's 2.0e-6). As in v3's 3xTF32 (warp_mma32.cuh), chains stay
-//   short and rounded float32 adds join them: S is summed in E / 32 + 1 accumulators (hi x hi per
-//   32 columns of E, and all lo terms together, which are 2^-11 smaller), and each 32 keys' P V go
+//   grows with the number of products chained into one register: with O accumulating every tile's
+//   products the error was 1.2e-4 of max |out| at N = 16k, 1.0e-6 with the folds below (SDPA
+//   efficient 2.2e-6; session 9, device call 12). As in v3's 3xTF32 (warp_mma32.cuh), chains stay
+//   short and rounded float32 adds join them: S is summed in a few partial accumulators (hi x hi per
+//   32 or 64 columns of E, the lo terms apart: issue_qk_3x), and each 32 keys' P V go
 //   into a fresh accumulator that is added to O (two per 64-key tile at E = 64: 2.6e-7 instead of
 //   3.9e-7 of max |out| under causal at N = 4096, for 1-3% of the speed; session 9, device call 10).
 // - Every operand reaches shared memory through the threads that split it (no tensor maps): each
