@@ -249,7 +249,8 @@ template <class C>
 constexpr int kFolds = C::kBlockN / 32;
 
 template <class C>
-__device__ __forceinline__ void issue_pv_3x(float (&part)[kFolds<C>][C::E / 2], const uint32_t (&phi)[C::kBlockN / 8][4],
+__device__ __forceinline__ void issue_pv_3x(float (&part)[kFolds<C>][C::E / 2],
+                                            const uint32_t (&phi)[C::kBlockN / 8][4],
                                             const uint32_t (&plo)[C::kBlockN / 8][4], uint32_t v_hi, uint32_t v_lo) {
 #pragma unroll
   for (int kk = 0; kk < C::kBlockN / 8; ++kk) {
