@@ -158,7 +158,8 @@ struct CfgF32 {
 //   and folded into O with a rounded add), P's two halves (BN / 2 each) and S as a few partial
 //   accumulators (kernel_f32x3.cuh, issue_qk_3x: 80 registers at E = 128, 96 at E = 64). The
 //   producer holds one K and one V tile in flight (BN * E / 256 float4 per thread together); the
-//   split is the one with which ptxas (nvcc 13.0) spills least (8-16 bytes; at E = 128 one or two reloads per tile).
+//   split is the one with which ptxas (nvcc 13.0) spills least (8-16 bytes; at E = 128 one or two
+//   reloads per tile).
 template <int E_, int BN>
 struct CfgF32x3 {
   static_assert(E_ % 32 == 0 && BN % 32 == 0, "v4 3xTF32: E and BN multiples of 32");
