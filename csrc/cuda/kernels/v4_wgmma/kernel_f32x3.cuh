@@ -45,7 +45,7 @@ __device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint32_t (&x)[
 }
 
 // K's two halves in one operand (32-key tiles, E = 128): each 32-column chunk of a K slot holds 64 rows,
-// [K_hi; K_lo] (KTile::store_fused), so one n64 wgmma gives Q_hi K_hi^T (columns 0-31) and Q_hi K_lo^T
+// [K_hi; K_lo] (KTile::store_split), so one n64 wgmma gives Q_hi K_hi^T (columns 0-31) and Q_hi K_lo^T
 // (columns 32-63) and reads Q_hi once per k-step instead of twice: 7 KB of shared memory per k-step instead
 // of 9 (the L1/shared pipe was 83% busy, the limit, session 9 device call 13). At E = 64 the 64-key tiles
 // already read Q_hi once per 64 keys, and a fused n128 accumulator would not fit beside the others.
@@ -76,24 +76,10 @@ struct KTile {
     }
   }
 
-  // Both halves into one slot at base as 64-row chunks [K_hi; K_lo] (kFusedK above).
-  __device__ __forceinline__ void store_fused(uint32_t base) const {
-#pragma unroll
-    for (int u = 0; u < kUnits; ++u) {
-      int key, col;
-      place(u, key, col);
-      uint32_t h[4], l[4];
-      split_tf32(x[u].x, h[0], l[0]);
-      split_tf32(x[u].y, h[1], l[1]);
-      split_tf32(x[u].z, h[2], l[2]);
-      split_tf32(x[u].w, h[3], l[3]);
-      st_shared_v4(base + kmajor_offset<2 * C::kBlockN>(key, col), h);
-      st_shared_v4(base + kmajor_offset<2 * C::kBlockN>(C::kBlockN + key, col), l);
-    }
-  }
-
-  // Both halves, each a whole 16-byte unit, into the K stages at hi and lo.
+  // Both halves, four adjacent values per 16-byte store: with kFusedK (above) into one slot at hi as 64-row
+  // chunks [K_hi; K_lo] (lo unused), else K_hi at hi and K_lo at lo, each as the TMA would store it.
   __device__ __forceinline__ void store_split(uint32_t hi, uint32_t lo) const {
+    constexpr int kRows = kFusedK<C> ? 2 * C::kBlockN : C::kBlockN;
 #pragma unroll
     for (int u = 0; u < kUnits; ++u) {
       int key, col;
@@ -103,9 +89,9 @@ struct KTile {
       split_tf32(x[u].y, h[1], l[1]);
       split_tf32(x[u].z, h[2], l[2]);
       split_tf32(x[u].w, h[3], l[3]);
-      const uint32_t off = kmajor_offset<C::kBlockN>(key, col);
-      st_shared_v4(hi + off, h);
-      st_shared_v4(lo + off, l);
+      st_shared_v4(hi + kmajor_offset<kRows>(key, col), h);
+      st_shared_v4(kFusedK<C> ? hi + kmajor_offset<kRows>(C::kBlockN + key, col) : lo + kmajor_offset<kRows>(key, col),
+                   l);
     }
   }
 };
@@ -147,10 +133,7 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
   vt.load(vh, a.v_sl, 0, a.S);
   for (int j = 0; j < n_tiles; ++j) {
     const int ks = slot(2 * j);
-    if constexpr (kFusedK<C>)
-      kt.store_fused(ptx::smem_addr(s.slot[ks][0]));  // both halves: the slot's 2 x kTileFloats
-    else
-      kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
+    kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
     publish(ks);
     if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
     const int vs = slot(2 * j + 1);
