@@ -156,10 +156,10 @@ struct CfgF32 {
 // - registers: the consumers hold O (E / 2), a fresh P V accumulator per 32 keys (BN / 32 of E / 2; the
 //   tensor cores truncate when they add into an accumulator, so each 32 keys' products are summed apart
 //   and folded into O with a rounded add), P's two halves (BN / 2 each) and S as a few partial
-//   accumulators (kernel_f32x3.cuh, issue_qk_3x: 80 registers at E = 128, 96 at E = 64). The
-//   producer holds one K and one V tile in flight (BN * E / 256 float4 per thread together); the
-//   split is the one with which ptxas (nvcc 13.0) spills least (8-16 bytes; at E = 128 one or two
-//   reloads per tile).
+//   accumulators (kernel_f32x3.cuh, issue_qk_3x: 80 registers at E = 128, 96 at E = 64). A producer
+//   thread holds one tile in flight (BN * E / 512 float4), or one K and one V tile where a single
+//   warpgroup loads both (E = 64); the split is the one with which ptxas (nvcc 13.0) spills least
+//   (none at E = 128, 8 bytes at E = 64).
 template <int E_, int BN>
 struct CfgF32x3 {
   static_assert(E_ % 32 == 0 && BN % 32 == 0, "v4 3xTF32: E and BN multiples of 32");
@@ -168,14 +168,19 @@ struct CfgF32x3 {
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;
   static constexpr int kConsumerWarpgroups = 2;
-  static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  // E = 128: two producer warpgroups, one for K and one for V, each with one tile in flight (72 registers):
+  // +5-8% against one holding both (session 9, device call 17). At E = 64 the consumers need more than the
+  // 184 registers that leaves them (-6-9%), so one producer warpgroup loads both.
+  static constexpr int kProducerWarpgroups = E_ == 128 ? 2 : 1;
+  static constexpr int kThreads = 128 * (kProducerWarpgroups + kConsumerWarpgroups);
   static constexpr int kCtasPerSm = 1;
   static constexpr bool kLazyRescale = false;
   static constexpr bool kExactRescale = true;  // softmax.cuh: the rescale drift would dominate the error
   static constexpr int kTailStep = 0;
-  static constexpr int kProducerRegs = E_ == 128 ? 120 : 136;
-  static constexpr int kConsumerRegs = E_ == 128 ? 192 : 184;
-  static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 3xTF32: register budget");
+  static constexpr int kConsumerRegs = 184;
+  static constexpr int kProducerRegs = E_ == 128 ? 72 : 136;
+  static_assert(128 * kProducerWarpgroups * kProducerRegs + 256 * kConsumerRegs <= 65536 / kThreads / 8 * 8 * kThreads,
+                "v4 3xTF32: register budget");
   static constexpr int kTileFloats = BN * E;  // one half of a K or V^T tile
   static constexpr int kSlots = (227 * 1024 - 2048 - 2 * kBlockM * E * 4) / (2 * kTileFloats * 4);
 

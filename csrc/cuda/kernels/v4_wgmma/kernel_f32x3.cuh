@@ -106,10 +106,11 @@ __device__ __forceinline__ uint32_t parity_of(int u) {
   return (u / C::kSlots) & 1;
 }
 
-// The producer warpgroup: all 128 threads load, split and store K and V tile by tile, each tile
-// loaded a half step before its slot is waited for (K_{j+1} while V_j waits, V_{j+1} while K_{j+1}
-// waits), so the loads' trip overlaps the waits. Each thread fences its stores into the async proxy
-// (wgmma reads the slots) before arriving on the slot's full barrier (128 arrivals).
+// The producer warpgroups (config.h kProducerWarpgroups): all their threads load, split and store K and
+// V tile by tile, each tile loaded before its slot is waited for, so the loads' trip overlaps the waits;
+// with two warpgroups one takes K and one V, with one K_j and V_j take turns. Each thread fences its
+// stores into the async proxy (wgmma reads the slots) before arriving on the slot's full barrier (128
+// arrivals: one warpgroup fills a slot).
 template <class C>
 __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Smem& s, const Item& w,
                                               int n_tiles) {
@@ -127,19 +128,41 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
     ptx::fence_proxy_async_smem();
     ptx::mbar_arrive(&s.full[sl]);
   };
-  KTile<C> kt;
-  VTile<C> vt;
-  kt.load(kh, a.k_sl, 0, a.S);
-  vt.load(vh, a.v_sl, 0, a.S);
-  for (int j = 0; j < n_tiles; ++j) {
-    const int ks = slot(2 * j);
-    kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
-    publish(ks);
-    if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
-    const int vs = slot(2 * j + 1);
-    vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
-    publish(vs);
-    if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
+  if constexpr (C::kProducerWarpgroups == 2) {  // warpgroup 0 K, warpgroup 1 V
+    if (threadIdx.x < 128) {
+      KTile<C> kt;
+      kt.load(kh, a.k_sl, 0, a.S);
+      for (int j = 0; j < n_tiles; ++j) {
+        const int ks = slot(2 * j);
+        kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
+        publish(ks);
+        if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
+      }
+    } else {
+      VTile<C> vt;
+      vt.load(vh, a.v_sl, 0, a.S);
+      for (int j = 0; j < n_tiles; ++j) {
+        const int vs = slot(2 * j + 1);
+        vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
+        publish(vs);
+        if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
+      }
+    }
+  } else {  // one warpgroup, K and V in turn
+    KTile<C> kt;
+    VTile<C> vt;
+    kt.load(kh, a.k_sl, 0, a.S);
+    vt.load(vh, a.v_sl, 0, a.S);
+    for (int j = 0; j < n_tiles; ++j) {
+      const int ks = slot(2 * j);
+      kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
+      publish(ks);
+      if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
+      const int vs = slot(2 * j + 1);
+      vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
+      publish(vs);
+      if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
+    }
   }
 }
 
@@ -323,12 +346,12 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f32x3_kernel(const Args
   __syncthreads();
 
   const int wg = threadIdx.x / 128;
-  if (wg == 0) {
+  if (wg < C::kProducerWarpgroups) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
     if (n_tiles > 0) produce_f32x3<C>(a, s, w, n_tiles);
   } else {
     ptx::setmaxnreg_inc<C::kConsumerRegs>();
-    const int cw = wg - 1;
+    const int cw = wg - C::kProducerWarpgroups;
     float o[C::E / 2], m[2], l[2];
     if (n_tiles > 0) load_q_split<C>(a, s, w.row0, cw, w.h, w.b);
     attend_3x<C, CAUSAL>(a, s, w.row0, cw, n_tiles, o, m, l);
