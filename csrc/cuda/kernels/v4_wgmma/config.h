@@ -169,7 +169,7 @@ struct CfgF32x3 {
   static constexpr int kBlockN = BN;
   static constexpr int kConsumerWarpgroups = 2;
   // E = 128: two producer warpgroups, one for K and one for V, each with one tile in flight (72 registers):
-  // +5-8% against one holding both (session 9, device call 17). At E = 64 the consumers need more than the
+  // +5-8% against one holding both (session 9, device call 16). At E = 64 the consumers need more than the
   // 184 registers that leaves them (-6-9%), so one producer warpgroup loads both.
   static constexpr int kProducerWarpgroups = E_ == 128 ? 2 : 1;
   static constexpr int kThreads = 128 * (kProducerWarpgroups + kConsumerWarpgroups);
