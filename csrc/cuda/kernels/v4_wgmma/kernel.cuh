@@ -272,6 +272,14 @@ __device__ __forceinline__ void split_tf32(float x, uint32_t& hi, uint32_t& lo) 
   lo = to_tf32(x - __uint_as_float(hi));
 }
 
+// The same for four values, as the float32-accurate kernel's 16-byte loads bring them.
+__device__ __forceinline__ void split_tf32(const float4& x, uint32_t (&hi)[4], uint32_t (&lo)[4]) {
+  split_tf32(x.x, hi[0], lo[0]);
+  split_tf32(x.y, hi[1], lo[1]);
+  split_tf32(x.z, hi[2], lo[2]);
+  split_tf32(x.w, hi[3], lo[3]);
+}
+
 // P as RS A fragments.
 // 16-bit: k16 step kk covers accumulator blocks 2kk and 2kk + 1, whose (row g, row g+8) x
 // (cols 2t, 2t+1, 2t+8, 2t+9) are exactly the m64k16 A layout.

@@ -39,6 +39,21 @@ __device__ __forceinline__ uint32_t vt_offset(int key, int n) {
   return (key / 32) * (E * 128) + n * 128 + ((unit ^ (n % 8)) * 16) + (i >> 1) * 4;
 }
 
+// Rows [key0, key0 + BN) of one (b, kv head) into x, unit u the four values at Tile::place(u) (16-byte
+// loads); rows at or past key_end as zeros (as the TMA fills K). The float32 kernels' producers load
+// their tiles this way: V here, K too in the 3xTF32 kernel (kernel_f32x3.cuh).
+template <class Tile, int N>
+__device__ __forceinline__ void load_tile_rows(float4 (&x)[N], const float* rows, int64_t row_stride, int key0,
+                                               int key_end) {
+#pragma unroll
+  for (int u = 0; u < N; ++u) {
+    int key, col;
+    Tile::place(u, key, col);
+    x[u] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(rows + (key0 + key) * row_stride + col))
+                                : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+}
+
 // A V tile in flight: this thread's share, E / 8 float4 (one per work unit of its warp). Work unit =
 // one warp instruction: 8 keys (lane % 8) x 16 columns (4 per lane); each key's 64 bytes are one
 // coalesced pair of sectors on load, and a warp's 32 stores of one element fall on 16 banks
@@ -56,16 +71,8 @@ struct VTile {
     col = (unit / kKeyBlocks) * 16 + (lane / 8) * 4;
   }
 
-  // V rows [key0, key0 + BN) of one (b, kv head); rows at or past key_end as zeros (as the TMA
-  // fills K).
   __device__ __forceinline__ void load(const float* vh, int64_t v_sl, int key0, int key_end) {
-#pragma unroll
-    for (int u = 0; u < kUnits; ++u) {
-      int key, col;
-      place(u, key, col);
-      x[u] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(vh + (key0 + key) * v_sl + col))
-                                  : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+    load_tile_rows<VTile>(x, vh, v_sl, key0, key_end);
   }
 
   // Into the V^T stage at dst, rounded to TF32 (to nearest; the tensor cores would drop the bits).

@@ -15,10 +15,10 @@
 //   into a fresh accumulator that is added to O (two per 64-key tile at E = 64: 2.6e-7 instead of
 //   3.9e-7 of max |out| under causal at N = 4096, for 1-3% of the speed; session 9, device call 10).
 // - Every operand reaches shared memory through the threads that split it (no tensor maps): each
-//   consumer warpgroup loads its 64 rows of Q once per item and writes both halves; the producer
-//   warpgroup loads K and V tiles with 16-byte loads and writes both halves of each into one slot
-//   of a single ring (K as the TMA would store it, V transposed as in the TF32 kernel), K_j and V_j
-//   taking turns (config.h CfgF32x3 has the budget).
+//   consumer warpgroup loads its 64 rows of Q once per item and writes both halves; the producers
+//   (one warpgroup, or at E = 128 one for K and one for V) load K and V tiles with 16-byte loads and
+//   write both halves of each into one slot of a single ring (K as the TMA would store it, V
+//   transposed as in the TF32 kernel), K_j and V_j taking turns (config.h CfgF32x3 has the budget).
 // - P: both halves as RS fragments from the softmax's float32 P (the row sums add P unrounded).
 // - The softmax's rescale factor from the two rounded bases (softmax.cuh, EXACT; config.h kExactRescale):
 //   with the fused form every tile scaled all earlier keys by 1 +- 1e-7, a drift that grew the error with
@@ -65,15 +65,8 @@ struct KTile {
     col = (f % (C::E / 4)) * 4;
   }
 
-  // K rows [key0, key0 + BN) of one (b, kv head); rows at or past key_end as zeros.
   __device__ __forceinline__ void load(const float* kh, int64_t k_sl, int key0, int key_end) {
-#pragma unroll
-    for (int u = 0; u < kUnits; ++u) {
-      int key, col;
-      place(u, key, col);
-      x[u] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(kh + (key0 + key) * k_sl + col))
-                                  : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+    load_tile_rows<KTile>(x, kh, k_sl, key0, key_end);
   }
 
   // Both halves, four adjacent values per 16-byte store: with kFusedK (above) into one slot at hi as 64-row
@@ -85,10 +78,7 @@ struct KTile {
       int key, col;
       place(u, key, col);
       uint32_t h[4], l[4];
-      split_tf32(x[u].x, h[0], l[0]);
-      split_tf32(x[u].y, h[1], l[1]);
-      split_tf32(x[u].z, h[2], l[2]);
-      split_tf32(x[u].w, h[3], l[3]);
+      split_tf32(x[u], h, l);
       st_shared_v4(hi + kmajor_offset<kRows>(key, col), h);
       st_shared_v4(kFusedK<C> ? hi + kmajor_offset<kRows>(C::kBlockN + key, col) : lo + kmajor_offset<kRows>(key, col),
                    l);
@@ -128,25 +118,28 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
     ptx::fence_proxy_async_smem();
     ptx::mbar_arrive(&s.full[sl]);
   };
+  // Tile j of K (of V) into its slot, then tile j + 1 on its way.
+  auto put_k = [&](KTile<C>& kt, int j) {
+    const int ks = slot(2 * j);
+    kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
+    publish(ks);
+    if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
+  };
+  auto put_v = [&](VTile<C>& vt, int j) {
+    const int vs = slot(2 * j + 1);
+    vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
+    publish(vs);
+    if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
+  };
   if constexpr (C::kProducerWarpgroups == 2) {  // warpgroup 0 K, warpgroup 1 V
     if (threadIdx.x < 128) {
       KTile<C> kt;
       kt.load(kh, a.k_sl, 0, a.S);
-      for (int j = 0; j < n_tiles; ++j) {
-        const int ks = slot(2 * j);
-        kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
-        publish(ks);
-        if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
-      }
+      for (int j = 0; j < n_tiles; ++j) put_k(kt, j);
     } else {
       VTile<C> vt;
       vt.load(vh, a.v_sl, 0, a.S);
-      for (int j = 0; j < n_tiles; ++j) {
-        const int vs = slot(2 * j + 1);
-        vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
-        publish(vs);
-        if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
-      }
+      for (int j = 0; j < n_tiles; ++j) put_v(vt, j);
     }
   } else {  // one warpgroup, K and V in turn
     KTile<C> kt;
@@ -154,14 +147,8 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
     kt.load(kh, a.k_sl, 0, a.S);
     vt.load(vh, a.v_sl, 0, a.S);
     for (int j = 0; j < n_tiles; ++j) {
-      const int ks = slot(2 * j);
-      kt.store_split(ptx::smem_addr(s.slot[ks][0]), ptx::smem_addr(s.slot[ks][1]));
-      publish(ks);
-      if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
-      const int vs = slot(2 * j + 1);
-      vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
-      publish(vs);
-      if (j + 1 < n_tiles) vt.load(vh, a.v_sl, (j + 1) * kBlockN, a.S);
+      put_k(kt, j);
+      put_v(vt, j);
     }
   }
 }
@@ -186,10 +173,7 @@ __device__ __forceinline__ void load_q_split(const ArgsF32x3& a, typename C::Sme
     float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
     if (row < a.L) x = __ldg(reinterpret_cast<const float4*>(qh + row * a.q_sl + col));
     uint32_t xh[4], xl[4];
-    split_tf32(sign * x.x, xh[0], xl[0]);
-    split_tf32(sign * x.y, xh[1], xl[1]);
-    split_tf32(sign * x.z, xh[2], xl[2]);
-    split_tf32(sign * x.w, xh[3], xl[3]);
+    split_tf32(make_float4(sign * x.x, sign * x.y, sign * x.z, sign * x.w), xh, xl);
     const uint32_t off = kmajor_offset<C::kBlockM>(r, col);
     st_shared_v4(hi + off, xh);
     st_shared_v4(lo + off, xl);
