@@ -4,7 +4,7 @@ B * N = 16k, H = 2048 / E (the DESIGN.md grid), causal off/on. Timing: benchmark
 interleaved call by call, L2 flushed before each call, medians). Error: max |out - ref| / max |ref| against
 float64, over batch 0's first two heads (the float64 reference of every head would not fit at N = 16k).
 
-    python3 benchmarks/f32_bench.py [--ns 1024 4096 16384] [--es 64 128] [--json FILE]
+    python3 benchmarks/f32_bench.py [--ns 1024 4096 16384] [--es 64 128] [--providers NAME ...] [--json FILE]
 """
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ PROVIDERS = {
 }
 
 
-def point(E, N, causal, clock, budget):
+def point(E, N, causal, clock, budget, providers):
     B, H = max(1, 16384 // N), 2048 // E
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(B, H, N, E, generator=gen).cuda() for _ in range(3))
     ref, _ = attention_reference(q[:1, :2], k[:1, :2], v[:1, :2], causal=causal)
     amax = ref.abs().max().item()
     fns, first, errs = {}, {}, {}
-    for name, fn in PROVIDERS.items():
+    for name in providers:
+        fn = PROVIDERS[name]
         run = (lambda fn=fn: fn(q, k, v, causal))
         torch.cuda.synchronize()
         out = run()
@@ -59,13 +60,15 @@ def point(E, N, causal, clock, budget):
     times = measure(fns, first, clock, budget)
     flops = 4 * B * H * N * N * E / (2 if causal else 1)
     return {name: {"tflops": flops / (times[name]["ms"] * 1e9), "err": errs[name], "ms": times[name]["ms"]}
-            for name in PROVIDERS}
+            for name in providers}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ns", type=int, nargs="+", default=[1024, 4096, 16384])
     ap.add_argument("--es", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--providers", nargs="+", choices=list(PROVIDERS), default=list(PROVIDERS),
+                    help="a subset (the ratio columns need v4 3xtf32, v4 tf32, v3 3xtf32 and sdpa efficient)")
     ap.add_argument("--json")
     args = ap.parse_args()
     clock, budget = clock_for(torch.device("cuda")), Budget.for_device("cuda")
@@ -73,22 +76,21 @@ def main():
     for E in args.es:
         for N in args.ns:
             for causal in (False, True):
-                rows.append({"E": E, "N": N, "causal": causal, "r": point(E, N, causal, clock, budget)})
+                rows.append({"E": E, "N": N, "causal": causal, "r": point(E, N, causal, clock, budget, args.providers)})
                 torch.cuda.empty_cache()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    names = list(PROVIDERS)
+    names = args.providers
+    ratios = [n for n in ("v4 3xtf32", "v4 tf32", "v3 3xtf32") if n in names and "sdpa efficient" in names]
     print("float32 forward, B*N = 16k, H = 2048/E: TFLOP/s (max|err|/max|ref| vs float64)")
-    print("| E | N | causal | " + " | ".join(names) + " | v4 3xtf32 / eff | v4 tf32 / eff | v3 3xtf32 / eff |")
-    print("|---|---|---|" + "---|" * (len(names) + 3))
+    print("| E | N | causal | " + " | ".join(names + [f"{n} / eff" for n in ratios]) + " |")
+    print("|---|---|---|" + "---|" * (len(names) + len(ratios)))
     for row in rows:
         r = row["r"]
         cells = [f"{r[n]['tflops']:.1f} ({r[n]['err']:.1e})" for n in names]
-        eff = r["sdpa efficient"]["tflops"]
-        print(f"| {row['E']} | {row['N']} | {'yes' if row['causal'] else 'no'} | " + " | ".join(cells)
-              + f" | {r['v4 3xtf32']['tflops'] / eff:.2f} | {r['v4 tf32']['tflops'] / eff:.2f}"
-              + f" | {r['v3 3xtf32']['tflops'] / eff:.2f} |")
+        cells += [f"{r[n]['tflops'] / r['sdpa efficient']['tflops']:.2f}" for n in ratios]
+        print(f"| {row['E']} | {row['N']} | {'yes' if row['causal'] else 'no'} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
