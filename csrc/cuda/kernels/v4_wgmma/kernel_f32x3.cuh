@@ -16,9 +16,10 @@
 //   3.9e-7 of max |out| under causal at N = 4096, for 1-3% of the speed; session 9, device call 10).
 // - Every operand reaches shared memory through the threads that split it (no tensor maps): each
 //   consumer warpgroup loads its 64 rows of Q once per item and writes both halves; the producers
-//   (one warpgroup, or at E = 128 one for K and one for V) load K and V tiles with 16-byte loads and
-//   write both halves of each into one slot of a single ring (K as the TMA would store it, V
-//   transposed as in the TF32 kernel), K_j and V_j taking turns (config.h CfgF32x3 has the budget).
+//   (one warpgroup, or at E = 128 one for K and one for V) load K and V tiles and write both halves
+//   of each into one slot of a single ring (K as the TMA would store it, V transposed in the TF32
+//   kernel's V^T layout, a column per thread: VTileT), K_j and V_j taking turns (config.h CfgF32x3
+//   has the budget).
 // - P: both halves as RS fragments from the softmax's float32 P (the row sums add P unrounded).
 // - The softmax's rescale factor from the two rounded bases (softmax.cuh, EXACT; config.h kExactRescale):
 //   with the fused form every tile scaled all earlier keys by 1 +- 1e-7, a drift that grew the error with
@@ -86,6 +87,44 @@ struct KTile {
   }
 };
 
+// A V tile in flight, one value column per thread: column n = tid % E of keys kPerThread * (tid / E) + i,
+// so each warp load reads 128 contiguous bytes of one key's row, and each thread holds, for every 8 keys,
+// the 4 even and the 4 odd ones that one 16-byte unit of a V^T row takes (vt_offset's key order): the
+// transposed stores are 16 bytes wide, and the 8 lanes of a quarter warp write 8 rows n..n+7, whose
+// swizzled units differ, so no two share a bank (VTile's 4-byte stores fell 2 lanes to a bank: ncu counted
+// 134 M shared-memory wavefronts for its V stores at E = 128 N = 4096, 67 M for these; +2-3% at E = 128,
+// E = 64 within noise; session 10, device calls 2 and 3).
+template <class C>
+struct VTileT {
+  static constexpr int kPerThread = C::kBlockN * C::E / 128;
+  float x[kPerThread];
+
+  __device__ __forceinline__ static int column() { return threadIdx.x % 128 % C::E; }
+  __device__ __forceinline__ static int first_key() { return threadIdx.x % 128 / C::E * kPerThread; }
+
+  __device__ __forceinline__ void load(const float* vh, int64_t v_sl, int key0, int key_end) {
+    const int n = column(), k0 = key0 + first_key();
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) x[i] = k0 + i < key_end ? __ldg(vh + (k0 + i) * v_sl + n) : 0.f;
+  }
+
+  __device__ __forceinline__ void store_split(uint32_t hi, uint32_t lo) const {
+    const int n = column(), k0 = first_key();
+#pragma unroll
+    for (int b = 0; b < kPerThread / 8; ++b) {
+#pragma unroll
+      for (int parity = 0; parity < 2; ++parity) {
+        uint32_t h[4], l[4];
+        split_tf32(make_float4(x[8 * b + parity], x[8 * b + parity + 2], x[8 * b + parity + 4], x[8 * b + parity + 6]),
+                   h, l);
+        const uint32_t off = vt_offset<C::E>(k0 + 8 * b + parity, n);
+        st_shared_v4(hi + off, h);
+        st_shared_v4(lo + off, l);
+      }
+    }
+  }
+};
+
 // Ring use u (K_j at 2j, V_j at 2j + 1): its slot and the parity of its barriers' phase.
 template <class C>
 __device__ __forceinline__ int slot_of(int u) {
@@ -125,7 +164,7 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
     publish(ks);
     if (j + 1 < n_tiles) kt.load(kh, a.k_sl, (j + 1) * kBlockN, a.S);
   };
-  auto put_v = [&](VTile<C>& vt, int j) {
+  auto put_v = [&](VTileT<C>& vt, int j) {
     const int vs = slot(2 * j + 1);
     vt.store_split(ptx::smem_addr(s.slot[vs][0]), ptx::smem_addr(s.slot[vs][1]));
     publish(vs);
@@ -137,13 +176,13 @@ __device__ __forceinline__ void produce_f32x3(const ArgsF32x3& a, typename C::Sm
       kt.load(kh, a.k_sl, 0, a.S);
       for (int j = 0; j < n_tiles; ++j) put_k(kt, j);
     } else {
-      VTile<C> vt;
+      VTileT<C> vt;
       vt.load(vh, a.v_sl, 0, a.S);
       for (int j = 0; j < n_tiles; ++j) put_v(vt, j);
     }
   } else {  // one warpgroup, K and V in turn
     KTile<C> kt;
-    VTile<C> vt;
+    VTileT<C> vt;
     kt.load(kh, a.k_sl, 0, a.S);
     vt.load(vh, a.v_sl, 0, a.S);
     for (int j = 0; j < n_tiles; ++j) {
