@@ -154,15 +154,27 @@ __device__ __forceinline__ void produce(const CUtensorMap* tq, const CUtensorMap
 template <typename T>
 constexpr int kStepK = std::is_same<T, float>::value ? 8 : 16;
 
+// The descriptor of the tile at `base`, `bytes` into it: ADVANCE adds the offset to the tile's descriptor
+// (ptx::desc_advance: one add per k-step); otherwise it is built again from the address (five or so
+// instructions). Advancing measured +2-6% at E = 128 and 256 and under causal at E = 64, and -1-4% in the
+// persistent E = 64 kernel (three consumer warpgroups), whose schedule ptxas changed with it: its softmax
+// moved from after PV's wait to under PV (session 10, device calls 4-6). That kernel builds them again.
+template <bool ADVANCE>
+__device__ __forceinline__ uint64_t tile_desc(uint64_t desc0, uint32_t base, uint32_t bytes, uint32_t lead = 16,
+                                              uint32_t stride = 1024) {
+  return ADVANCE ? ptx::desc_advance(desc0, bytes) : ptx::make_desc_sw128(base + bytes, lead, stride);
+}
+
 // S = Q K^T for this warpgroup's 64 rows and one K stage, issued (not waited for).
-template <typename T, class C>
+template <typename T, class C, bool ADVANCE = true>
 __device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q_base, uint32_t k_base) {
   constexpr int E = C::E, kBlockM = C::kBlockM, kBlockN = C::kBlockN;
+  const uint64_t dq0 = ptx::desc_kmajor_sw128(q_base), dk0 = ptx::desc_kmajor_sw128(k_base);
 #pragma unroll
   for (int kk = 0; kk < E / kStepK<T>; ++kk) {
     const uint32_t off = (kk % 4) * 32;  // k-step inside a 128-byte swizzled row
-    const uint64_t dq = ptx::desc_kmajor_sw128(q_base + (kk / 4) * kBlockM * 128 + off);
-    const uint64_t dk = ptx::desc_kmajor_sw128(k_base + (kk / 4) * kBlockN * 128 + off);
+    const uint64_t dq = tile_desc<ADVANCE>(dq0, q_base, (kk / 4) * kBlockM * 128 + off);
+    const uint64_t dk = tile_desc<ADVANCE>(dk0, k_base, (kk / 4) * kBlockN * 128 + off);
     ptx::wgmma_ss<T, kBlockN, 0>(sc, dq, dk, kk > 0);
   }
   ptx::wgmma_commit();
@@ -172,17 +184,19 @@ __device__ __forceinline__ void issue_qk(float (&sc)[C::kBlockN / 2], uint32_t q
 // narrow last tile, with_tail_width below). 16-bit: V as TMA stored it, read MN-major.
 // float: TF32 operands must be K-major, so the stage holds V^T (kernel_f32.cuh's producer writes
 // it: rows of 32 keys per 128-byte swizzled row, E rows per chunk), read like a K tile.
-template <typename T, class C, int W = C::kBlockN>
+template <typename T, class C, int W = C::kBlockN, bool ADVANCE = true>
 __device__ __forceinline__ void issue_pv(float (&o)[C::E / 2], const uint32_t (&p)[C::kBlockN / kStepK<T>][4],
                                          uint32_t v_base) {
   static_assert(W % kStepK<T> == 0 && W <= C::kBlockN, "v4: a narrow tile is whole k-steps");
+  constexpr bool kFloat = std::is_same<T, float>::value;
+  const uint64_t dv0 =
+      kFloat ? ptx::desc_kmajor_sw128(v_base) : ptx::make_desc_sw128(v_base, kVLeadBytes<C>, kVStrideBytes);
 #pragma unroll
   for (int kk = 0; kk < W / kStepK<T>; ++kk) {
-    if constexpr (std::is_same<T, float>::value) {
-      const uint64_t dv = ptx::desc_kmajor_sw128(v_base + (kk / 4) * C::E * 128 + (kk % 4) * 32);
-      ptx::wgmma_rs<T, C::E, 0>(o, p[kk], dv, 1);
+    if constexpr (kFloat) {
+      ptx::wgmma_rs<T, C::E, 0>(o, p[kk], tile_desc<ADVANCE>(dv0, v_base, (kk / 4) * C::E * 128 + (kk % 4) * 32), 1);
     } else {
-      const uint64_t dv = ptx::make_desc_sw128(v_base + kk * 16 * 128, kVLeadBytes<C>, kVStrideBytes);
+      const uint64_t dv = tile_desc<ADVANCE>(dv0, v_base, kk * 16 * 128, kVLeadBytes<C>, kVStrideBytes);
       ptx::wgmma_rs<T, C::E, 1>(o, p[kk], dv, 1);
     }
   }
@@ -417,6 +431,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   constexpr bool kPersistent = std::is_same<S, typename C::PSmem>::value;
   const uint32_t q_item = r.q_smem + cw * 64 * 128;
   auto q_base = [&] { return kPersistent ? opaque(q_item) : q_item; };
+  constexpr bool kAdvance = !(kPersistent && C::kConsumerWarpgroups == 3);  // tile_desc says why
   // K and V rings: kStages K stages; C::kVStages V stages (kStages too, except the float32 kernel's).
   auto stage = [&](int j) { return static_cast<int>((r.g0 + j) % kStages); };
   auto phase = [&](int j) { return ((r.g0 + j) / kStages) & 1; };
@@ -435,7 +450,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::mbar_wait(&s.k_full[stage(j)], phase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_qk<T, C>(sc, q_base(), k_base(j));
+      issue_qk<T, C, kAdvance>(sc, q_base(), k_base(j));
       turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
@@ -447,7 +462,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, p, v_base(j));
+      issue_pv<T, C, kBlockN, kAdvance>(o, p, v_base(j));
       turns.pass(j + 1 == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
@@ -458,7 +473,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     ptx::mbar_wait(&s.k_full[stage(0)], phase(0));
     turns.wait();
     ptx::wgmma_fence();
-    issue_qk<T, C>(sc, q_base(), k_base(0));
+    issue_qk<T, C, kAdvance>(sc, q_base(), k_base(0));
     turns.pass(false);  // the last turn is always the final PV below
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
@@ -474,10 +489,10 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
       turns.wait();
       ptx::wgmma_fence();
-      issue_qk<T, C>(sc, q_base(), k_base(j + 1));
+      issue_qk<T, C, kAdvance>(sc, q_base(), k_base(j + 1));
       rescale_o<C>(o, alpha);
       ptx::wgmma_fence();
-      issue_pv<T, C>(o, p, v_base(j));
+      issue_pv<T, C, kBlockN, kAdvance>(o, p, v_base(j));
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
@@ -504,7 +519,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     rescale_o<C>(o, alpha);
     with_tail_width<C>(last_keys, [&](auto w) {
       ptx::wgmma_fence();
-      issue_pv<T, C, decltype(w)::value>(o, p, v_base(j));
+      issue_pv<T, C, decltype(w)::value, kAdvance>(o, p, v_base(j));
       turns.pass(true);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
