@@ -148,12 +148,15 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 // per SM hide the softmax's latency that two could not (step 15, bf16: N = 512 249 vs 226, 1024 318 vs
 // 294, 2048 369 vs 351, 4096 399 vs 383; non-causal it lost 5-24%); FLASH_ATTN_EXT_V4_E64_2CTA=0 runs
 // the one-CTA tile there instead.
+// E = 64 without causal runs it at every S: its 192 x 128 tile is the one-item kernel's too, and since the
+// descriptors advance by one add (step 18, which the persistent E = 64 kernel does not take) it led at S = 8192
+// and 16k (session 10, device call 9, bf16: 527 vs 508, 533 vs 516).
 // FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
 // FLASH_ATTN_EXT_V4_XITEM=1 / =0 forces the cross-item form on / off wherever the persistent kernel runs.
 template <typename T, int E, bool CAUSAL>
 bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   if (env_flag("FLASH_ATTN_EXT_V4_SIMPLE", false)) return run_cfg<T, Cfg<E, 128, 128>, CAUSAL, false, false>(p, stream);
-  const bool use_persistent = env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= 4096);
+  const bool use_persistent = env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= 4096 || (E == 64 && !CAUSAL));
   if constexpr (E == 64 && CAUSAL) {
     if (use_persistent && env_flag("FLASH_ATTN_EXT_V4_E64_2CTA", true))
       return run_persistent<T, Cfg<64, 128, 64, 2>, CAUSAL, false, false>(p, stream);
