@@ -36,6 +36,8 @@
 //   80-key tiles): +2-5% at N = 512 (NOTES_v4.md step 16).
 // - the register epilogue's stores as whole 32-byte sectors (store_o_regs): E = 256 +18% at
 //   N = 512, +7-15% at N = 1024 (step 17).
+// - wgmma descriptors advanced by one add per k-step (tile_desc): +2-6% at E = 128 and 256 and at
+//   E = 64 causal (step 18).
 #pragma once
 
 #include <cuda.h>

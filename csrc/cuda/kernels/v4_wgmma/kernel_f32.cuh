@@ -87,24 +87,6 @@ struct VTile {
       st_shared(dst + vt_offset<C::E>(key, col + 3), to_tf32(x[u].w));
     }
   }
-
-  // Both TF32 halves (split_tf32) into the V^T stages at hi and lo: the 3xTF32 kernel (kernel_f32x3.cuh).
-  __device__ __forceinline__ void store_split(uint32_t hi, uint32_t lo) const {
-#pragma unroll
-    for (int u = 0; u < kUnits; ++u) {
-      int key, col;
-      place(u, key, col);
-      const float v[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        uint32_t h, l;
-        split_tf32(v[i], h, l);
-        const uint32_t off = vt_offset<C::E>(key, col + i);
-        st_shared(hi + off, h);
-        st_shared(lo + off, l);
-      }
-    }
-  }
 };
 
 // The producer warpgroup: thread 0 issues Q and K (one tile ahead of V), all 128 threads

@@ -150,7 +150,7 @@ bool run_persistent(const FwdParams& p, cudaStream_t stream) {
 // the one-CTA tile there instead.
 // E = 64 without causal runs it at every S: its 192 x 128 tile is the one-item kernel's too, and since the
 // descriptors advance by one add (step 18, which the persistent E = 64 kernel does not take) it led at S = 8192
-// and 16k (session 10, device call 9, bf16: 527 vs 508, 533 vs 516).
+// and 16k (session 10, device calls 9 and 10, bf16 and fp16: +3-8%; NOTES_v4.md step 19).
 // FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off.
 // FLASH_ATTN_EXT_V4_XITEM=1 / =0 forces the cross-item form on / off wherever the persistent kernel runs.
 template <typename T, int E, bool CAUSAL>
