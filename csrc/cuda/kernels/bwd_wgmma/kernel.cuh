@@ -47,6 +47,7 @@
 #include "../../ptx/named_barrier.cuh"
 #include "../../ptx/red.cuh"
 #include "../../ptx/setmaxnreg.cuh"
+#include "../../ptx/shared.cuh"
 #include "../../ptx/tma.cuh"
 #include "../../ptx/wgmma.cuh"
 #include "config.h"
@@ -60,10 +61,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
-}
-
-__device__ __forceinline__ void st_shared(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
 
 template <int A, int B>
@@ -276,7 +273,7 @@ __device__ __forceinline__ void consume(typename C::Smem& s, const Args& a, cons
       for (int i = 0; i < 4; ++i) {
         const int row = cw * 64 + warp * 16 + g + 8 * (i & 1);
         const int unit = 2 * kk + (i >> 1);
-        st_shared(sds + row * 128 + ((unit ^ g) << 4) + 4 * t, pds[kk][i]);
+        ptx::st_shared(sds + row * 128 + ((unit ^ g) << 4) + 4 * t, pds[kk][i]);
       }
     ptx::fence_proxy_async_smem();
     // Both halves of dS^T written. Also: the other warpgroup finished its previous item's dQ

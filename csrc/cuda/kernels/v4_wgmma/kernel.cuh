@@ -54,6 +54,7 @@
 #include "../../ptx/mbarrier.cuh"
 #include "../../ptx/named_barrier.cuh"
 #include "../../ptx/setmaxnreg.cuh"
+#include "../../ptx/shared.cuh"
 #include "../../ptx/tma.cuh"
 #include "../../ptx/wgmma.cuh"
 #include "config.h"
@@ -384,11 +385,10 @@ __device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
 #pragma unroll
     for (int i = 0; i < 64 * 128 / (16 * 128); ++i) {
       const uint32_t addr = q_rows + c * C::kBlockM * 128 + (i * 128 + tid) * 16;
-      uint32_t x0, x1, x2, x3;
-      asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3) : "r"(addr));
-      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(x0 ^ kSign), "r"(x1 ^ kSign),
-                   "r"(x2 ^ kSign), "r"(x3 ^ kSign)
-                   : "memory");
+      uint32_t x[4];
+      ptx::ld_shared_v4(addr, x);
+      for (uint32_t& v : x) v ^= kSign;
+      ptx::st_shared_v4(addr, x);
     }
   }
   ptx::fence_proxy_async_smem();
@@ -595,12 +595,6 @@ __device__ __forceinline__ void store_o_regs(const Args& a, const float (&o)[C::
   }
 }
 
-// A 4-byte store by 32-bit shared address, the form the O tile's swizzled offsets and the TMA
-// store use (no generic pointer kept live across the persistent loop).
-__device__ __forceinline__ void st_shared(uint32_t addr, uint32_t v) {
-  asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
-}
-
 // The persistent kernel's epilogue: the warpgroup writes its 64 x E slice of O into the
 // staging tile (the TMA's 128-byte swizzle: 16-byte unit u of row r sits at u ^ (r % 8), which
 // also spreads a warp's 32 stores over all 32 banks) and one thread hands it to a TMA store,
@@ -623,7 +617,7 @@ __device__ __forceinline__ void store_o_tma(const Args& a, const float (&o)[C::E
 #pragma unroll
     for (int jb = 0; jb < E / 8; ++jb) {
       const int off = (jb / 8) * kBlockM * 128 + row * 128 + (((jb % 8) ^ g) * 16) + 4 * t;
-      st_shared(slice + off, pack2<T>(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]));
+      ptx::st_shared(slice + off, pack2<T>(o[4 * jb + 2 * r] * inv[r], o[4 * jb + 2 * r + 1] * inv[r]));
     }
   }
   ptx::fence_proxy_async_smem();

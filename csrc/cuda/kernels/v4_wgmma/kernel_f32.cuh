@@ -81,10 +81,10 @@ struct VTile {
     for (int u = 0; u < kUnits; ++u) {
       int key, col;
       place(u, key, col);
-      st_shared(dst + vt_offset<C::E>(key, col + 0), to_tf32(x[u].x));
-      st_shared(dst + vt_offset<C::E>(key, col + 1), to_tf32(x[u].y));
-      st_shared(dst + vt_offset<C::E>(key, col + 2), to_tf32(x[u].z));
-      st_shared(dst + vt_offset<C::E>(key, col + 3), to_tf32(x[u].w));
+      ptx::st_shared(dst + vt_offset<C::E>(key, col + 0), to_tf32(x[u].x));
+      ptx::st_shared(dst + vt_offset<C::E>(key, col + 1), to_tf32(x[u].y));
+      ptx::st_shared(dst + vt_offset<C::E>(key, col + 2), to_tf32(x[u].z));
+      ptx::st_shared(dst + vt_offset<C::E>(key, col + 3), to_tf32(x[u].w));
     }
   }
 };

@@ -39,12 +39,6 @@ __device__ __forceinline__ uint32_t kmajor_offset(int row, int col) {
   return (col / 32) * (ROWS * 128) + row * 128 + ((((col % 32) / 4) ^ (row % 8)) * 16) + (col % 4) * 4;
 }
 
-// Four 32-bit values to shared memory at addr (16-byte aligned) in one store.
-__device__ __forceinline__ void st_shared_v4(uint32_t addr, const uint32_t (&x)[4]) {
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(x[0]), "r"(x[1]), "r"(x[2]), "r"(x[3])
-               : "memory");
-}
-
 // K's two halves in one operand (32-key tiles, E = 128): each 32-column chunk of a K slot holds 64 rows,
 // [K_hi; K_lo] (KTile::store_split), so one n64 wgmma gives Q_hi K_hi^T (columns 0-31) and Q_hi K_lo^T
 // (columns 32-63) and reads Q_hi once per k-step instead of twice: 7 KB of shared memory per k-step instead
@@ -80,9 +74,9 @@ struct KTile {
       place(u, key, col);
       uint32_t h[4], l[4];
       split_tf32(x[u], h, l);
-      st_shared_v4(hi + kmajor_offset<kRows>(key, col), h);
-      st_shared_v4(kFusedK<C> ? hi + kmajor_offset<kRows>(C::kBlockN + key, col) : lo + kmajor_offset<kRows>(key, col),
-                   l);
+      ptx::st_shared_v4(hi + kmajor_offset<kRows>(key, col), h);
+      ptx::st_shared_v4(
+          kFusedK<C> ? hi + kmajor_offset<kRows>(C::kBlockN + key, col) : lo + kmajor_offset<kRows>(key, col), l);
     }
   }
 };
@@ -118,8 +112,8 @@ struct VTileT {
         split_tf32(make_float4(x[8 * b + parity], x[8 * b + parity + 2], x[8 * b + parity + 4], x[8 * b + parity + 6]),
                    h, l);
         const uint32_t off = vt_offset<C::E>(k0 + 8 * b + parity, n);
-        st_shared_v4(hi + off, h);
-        st_shared_v4(lo + off, l);
+        ptx::st_shared_v4(hi + off, h);
+        ptx::st_shared_v4(lo + off, l);
       }
     }
   }
@@ -214,8 +208,8 @@ __device__ __forceinline__ void load_q_split(const ArgsF32x3& a, typename C::Sme
     uint32_t xh[4], xl[4];
     split_tf32(make_float4(sign * x.x, sign * x.y, sign * x.z, sign * x.w), xh, xl);
     const uint32_t off = kmajor_offset<C::kBlockM>(r, col);
-    st_shared_v4(hi + off, xh);
-    st_shared_v4(lo + off, xl);
+    ptx::st_shared_v4(hi + off, xh);
+    ptx::st_shared_v4(lo + off, xl);
   }
   ptx::fence_proxy_async_smem();
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
@@ -231,7 +225,8 @@ constexpr int kHiWidth = kFusedK<C> ? 2 * C::kBlockN : C::kBlockN;
 // S = Q K^T in 3xTF32 for this warpgroup's 64 rows and one K slot, issued (not waited for). Unfused: four
 // k-steps of Q_hi K_hi^T into each sh[c], every Q_lo K_hi^T and Q_hi K_lo^T into sl. Fused: eight k-steps of
 // Q_hi [K_hi; K_lo]^T into each sh[c], every Q_lo K_hi^T into sl. Short chains: the tensor cores truncate as
-// they add into an accumulator.
+// they add into an accumulator. Descriptors are built per k-step here and in issue_pv_3x: advancing them by one
+// add (kernel.cuh tile_desc) measured 0.5-1.4% slower in this kernel (NOTES_v4.md float32 step 5).
 template <class C>
 __device__ __forceinline__ void issue_qk_3x(float (&sh)[kHiChains<C>][kHiWidth<C> / 2], float (&sl)[C::kBlockN / 2],
                                             uint32_t q_hi, uint32_t q_lo, uint32_t k_hi, uint32_t k_lo) {
