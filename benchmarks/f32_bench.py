@@ -1,5 +1,6 @@
 """float32 forward on CUDA: our tensor-core paths against SDPA's efficient backend (the only SDPA backend that
-takes float32), side by side: v3_mma and v4_wgmma (sm_90), each in its float32-accurate 3xTF32 mode and in TF32.
+takes float32), side by side: v3_mma and v4_wgmma (sm_90), each in its float32-accurate 3xTF32 mode and in TF32, and v4_wgmma's
+float32-accurate 3xF16 kernel (float32_precision='auto').
 B * N = 16k, H = 2048 / E (the DESIGN.md grid), causal off/on. Timing: benchmarks/timing.py (providers
 interleaved call by call, L2 flushed before each call, medians). Error: max |out - ref| / max |ref| against
 float64, over batch 0's first two heads (the float64 reference of every head would not fit at N = 16k).
@@ -32,6 +33,7 @@ def sdpa_efficient(q, k, v, causal):
 
 
 PROVIDERS = {
+    "v4 3xf16": ours("v4_wgmma", "auto"),
     "v4 3xtf32": ours("v4_wgmma", "3xtf32"),
     "v3 3xtf32": ours("v3_mma", "3xtf32"),
     "v3 tf32": ours("v3_mma", "tf32"),

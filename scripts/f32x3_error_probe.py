@@ -25,6 +25,8 @@ def main():
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     runs = {
+        "v4 3xf16": lambda q, k, v, c: fae.flash_attention(q, k, v, causal=c, kernel="v4_wgmma",
+                                                            float32_precision="auto"),
         "v4 3xtf32": lambda q, k, v, c: fae.flash_attention(q, k, v, causal=c, kernel="v4_wgmma",
                                                              float32_precision="3xtf32"),
         "v3 3xtf32": lambda q, k, v, c: fae.flash_attention(q, k, v, causal=c, kernel="v3_mma",

@@ -13,8 +13,8 @@ with E = 256's list).
 --mask runs the bool-mask path instead (pre-pass + masked kernel): tails on both axes, every
 broadcast form, causal both ways, a key-padding mask (V rows zeroed in shared memory), fully
 masked rows and query blocks with no visible tile; V4_SAN_MASK_E picks its head dims (64,128).
---tf32 runs the float32 kernels instead, each case in TF32 (float32_precision='tf32') and in 3xTF32
-('3xtf32'): tails, both causal alignments, GQA, a single query row, rows that see no key, a negative scale.
+--tf32 runs the float32 kernels instead, each case in TF32 (float32_precision='tf32'), 3xTF32 ('3xtf32') and
+3xF16 ('auto'): tails, both causal alignments, GQA, a single query row, rows that see no key, a negative scale.
 """
 import os
 import sys
@@ -37,9 +37,10 @@ if "--tf32" in sys.argv:
                                     (64, 130, 200, 4, 1, False), (64, 97, 65, 2, 2, True), (128, 1, 70, 2, 2, False)):
         q = torch.randn(1, H, L, E, device="cuda")
         k, v = torch.randn(1, Hkv, S, E, device="cuda"), torch.randn(1, Hkv, S, E, device="cuda")
-        for precision in ("tf32", "3xtf32"):
+        for precision in ("tf32", "3xtf32", "auto"):
             fa.flash_attention(q, k, v, causal=causal, return_lse=True, kernel="v4_wgmma", float32_precision=precision)
-        fa.flash_attention(q, k, v, scale=-0.1, causal=causal, kernel="v4_wgmma", float32_precision="3xtf32")
+        for precision in ("3xtf32", "auto"):
+            fa.flash_attention(q, k, v, scale=-0.1, causal=causal, kernel="v4_wgmma", float32_precision=precision)
 elif "--mask" in sys.argv:
     for E in (int(e) for e in os.environ.get("V4_SAN_MASK_E", "64,128").split(",")):
         for H, L, S, causal in ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),

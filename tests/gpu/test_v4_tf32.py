@@ -42,7 +42,7 @@ def test_tf32_strided_inputs_framed_by_nan(gen, E):
 
 def test_default_routes_tensor_core_float32_to_v4_and_ieee_to_cuda_cores(gen):
     q, k, v = qkv(gen, B=1, H=2, L=256, S=256, E=128, device="cuda")
-    for precision, words in (("tf32", "TF32 tensor cores"), ("auto", "3xTF32"), ("3xtf32", "3xTF32")):
+    for precision, words in (("tf32", "TF32 tensor cores"), ("auto", "3xF16"), ("3xtf32", "3xTF32")):
         chosen = flash_attn_ext.explain(q, k, v, float32_precision=precision)
         assert chosen["kernel"] == "v4_wgmma" and words in chosen["reason"]
     assert flash_attn_ext.explain(q, k, v, float32_precision="ieee")["kernel"] == "v2_warp"

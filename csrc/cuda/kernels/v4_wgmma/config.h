@@ -196,6 +196,45 @@ struct CfgF32x3 {
   static_assert(kSlots >= 3 && kSmemBytes <= 227 * 1024, "v4 3xTF32: shared memory");
 };
 
+// The float32-accurate kernel on fp16 tensor cores (kernel_f16x3.cuh): CfgF32x3's shape and register split
+// (the same accumulators; P's halves take half the registers), with every tile in fp16 halves: a K or V
+// slot (hi + lo) is 16 KB at both head dims, so after Q's halves (64 KB at E = 128, 32 at E = 64) the ring
+// has 10 or 12 slots.
+template <int E_, int BN>
+struct CfgF16x3 {
+  static_assert(E_ % 64 == 0 && BN % 32 == 0, "v4 3xF16: E a multiple of 64, BN of 32");
+  using Elem = uint16_t;
+  static constexpr int E = E_;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = BN;
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kProducerWarpgroups = E_ == 128 ? 2 : 1;
+  static constexpr int kThreads = 128 * (kProducerWarpgroups + kConsumerWarpgroups);
+  static constexpr int kCtasPerSm = 1;
+  static constexpr bool kLazyRescale = false;
+  static constexpr bool kExactRescale = true;
+  static constexpr int kTailStep = 0;
+  static constexpr int kConsumerRegs = 184;
+  static constexpr int kProducerRegs = E_ == 128 ? 72 : 136;
+  static_assert(128 * kProducerWarpgroups * kProducerRegs + 256 * kConsumerRegs <= 65536 / kThreads / 8 * 8 * kThreads,
+                "v4 3xF16: register budget");
+  static constexpr int kTileElems = BN * E;  // one half of a K or V tile
+  static constexpr int kSlots = (227 * 1024 - 2048 - 2 * kBlockM * E * 2) / (2 * kTileElems * 2);
+
+  struct alignas(1024) Smem {
+    alignas(1024) uint16_t q_hi[kBlockM * E];
+    alignas(1024) uint16_t q_lo[kBlockM * E];
+    alignas(1024) uint16_t slot[kSlots][2][kTileElems];  // [hi, lo] of a K or V tile (fused K: both in one)
+    int exps[kSlots];        // the slot's tile was scaled by 2^exps
+    uint32_t red[4][2][4];   // warpgroup_max's buffers: producer warpgroups 0, 1, consumers 2, 3
+    alignas(8) uint64_t full[kSlots];
+    alignas(8) uint64_t empty[kSlots];
+  };
+  using PSmem = void;  // no persistent form
+  static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
+  static_assert(kSlots >= 3 && kSmemBytes <= 227 * 1024, "v4 3xF16: shared memory");
+};
+
 // What the kernel needs besides the three tensor maps.
 struct Args {
   void* out;

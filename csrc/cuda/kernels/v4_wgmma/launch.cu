@@ -12,11 +12,14 @@ namespace flash_attn_ext::cuda {
 namespace {
 
 // Head dims run on the next of 64, 128, 256 (zeros past p.E, prepare() in launch_template.cuh).
-// float32 runs on TF32 (float32_precision='tf32') or float32-accurate 3xTF32 ('auto', '3xtf32').
+// float32 runs on TF32 (float32_precision='tf32'), float32-accurate 3xTF32 ('3xtf32') or float32-accurate 3xF16
+// ('auto': half 3xTF32's tensor and shared-memory cost per product, as accurate; benchmarks/NOTES_v4.md).
 template <typename T, bool CAUSAL>
 bool run_e(const FwdParams& p, cudaStream_t s) {
   if constexpr (std::is_same<T, float>::value) {
-    if (p.precision != Float32Precision::kTf32)
+    if (p.precision == Float32Precision::kAuto)
+      return p.E <= 64 ? v4::run_v4_f16x3<64, CAUSAL>(p, s) : v4::run_v4_f16x3<128, CAUSAL>(p, s);
+    if (p.precision == Float32Precision::k3xTf32)
       return p.E <= 64 ? v4::run_v4_f32x3<64, CAUSAL>(p, s) : v4::run_v4_f32x3<128, CAUSAL>(p, s);
   }
   if (p.E <= 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
@@ -36,7 +39,8 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   const bool f32 = p.dtype == ScalarKind::kFloat32;
   if (f32) {
     if (p.precision == Float32Precision::kIeee)
-      return no("runs float32 on tensor cores (3xTF32 or TF32); float32_precision='ieee' keeps it on CUDA cores");
+      return no(
+          "runs float32 on tensor cores (3xF16, 3xTF32 or TF32); float32_precision='ieee' keeps it on CUDA cores");
     if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes float32 at E == Ev in {64, 128} only");
     if (p.mask_kind != MaskKind::kNone) return no("takes float32 without a mask only (masks run on v3_mma)");
   } else if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) {

@@ -7,14 +7,9 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// q, k, v (B, H or Hkv, L or S, E) float32 with 16-byte aligned rows (v4_wgmma_supports), out (B, H, L, E)
-// float32, lse (B, H, L) or nullptr; E in {64, 128}. Tiles: 128 x 32 at E = 128, 128 x 64 at E = 64
-// (config.h CfgF32x3 says why). No tensor maps, so it always launches.
-template <int E, bool CAUSAL>
-bool run_v4_f32x3(const FwdParams& p, cudaStream_t stream) {
-  static_assert(E == 64 || E == 128, "v4 3xTF32: E in {64, 128}");
-  using C = CfgF32x3<E, E == 128 ? 32 : 64>;
-  ArgsF32x3 a;
+// The 3x kernels' arguments: fill_args' and the three inputs with their strides (they read them themselves).
+template <class C, bool CAUSAL>
+void fill_args_f32x3(const FwdParams& p, ArgsF32x3& a) {
   fill_args<float, C, CAUSAL>(p, a);
   a.q = static_cast<const float*>(p.q);
   a.k = static_cast<const float*>(p.k);
@@ -28,6 +23,17 @@ bool run_v4_f32x3(const FwdParams& p, cudaStream_t stream) {
   a.v_sb = p.v_sb;
   a.v_sh = p.v_sh;
   a.v_sl = p.v_sl;
+}
+
+// q, k, v (B, H or Hkv, L or S, E) float32 with 16-byte aligned rows (v4_wgmma_supports), out (B, H, L, E)
+// float32, lse (B, H, L) or nullptr; E in {64, 128}. Tiles: 128 x 32 at E = 128, 128 x 64 at E = 64
+// (config.h CfgF32x3 says why). No tensor maps, so it always launches.
+template <int E, bool CAUSAL>
+bool run_v4_f32x3(const FwdParams& p, cudaStream_t stream) {
+  static_assert(E == 64 || E == 128, "v4 3xTF32: E in {64, 128}");
+  using C = CfgF32x3<E, E == 128 ? 32 : 64>;
+  ArgsF32x3 a;
+  fill_args_f32x3<C, CAUSAL>(p, a);
   launch<C>(v4_fwd_f32x3_kernel<C, CAUSAL>, a.num_items, C::kSmemBytes, stream, a);
   return true;
 }

@@ -17,6 +17,10 @@ bool run_v4(const FwdParams& p, cudaStream_t stream);
 template <int E, bool CAUSAL>
 bool run_v4_f32x3(const FwdParams& p, cudaStream_t stream);
 
+// float32, float32-accurate on fp16 tensor cores (3xF16; launch_f16x3.cuh), E in {64, 128}.
+template <int E, bool CAUSAL>
+bool run_v4_f16x3(const FwdParams& p, cudaStream_t stream);
+
 // Dense bool mask (launch_masked.cuh): workspace of v4_wgmma_workspace_bytes(p) bytes, 256-byte
 // aligned, on the device, usable in stream order.
 template <typename T, int E>
