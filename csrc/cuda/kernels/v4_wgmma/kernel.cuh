@@ -225,15 +225,20 @@ __device__ __forceinline__ void softmax_step(float (&sc)[C::kBlockN / 2], float 
 
 // Mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of this
 // warpgroup's first row) and run one online-softmax step on key tile j.
-template <class C, bool CAUSAL>
+// SCALED: sc holds the scores over f (online_softmax's SCALED).
+template <class C, bool CAUSAL, bool SCALED = false>
 __device__ __forceinline__ void softmax_tile(float (&sc)[C::kBlockN / 2], const Args& a, int j, int first_row,
-                                             int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+                                             int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                             float f = 1.f) {
   constexpr int kBlockN = C::kBlockN;
   const int key0 = j * kBlockN;
   const bool tail = key0 + kBlockN > a.S;
   const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
   if (tail || diag) hide_scores<kBlockN, CAUSAL>(sc, row_g, key0, t, a.S, a.causal_offset);
-  softmax_step<C>(sc, m, l, alpha, a.scale_log2);
+  if constexpr (SCALED)
+    online_softmax<kBlockN, C::kLazyRescale, C::kExactRescale, true>(sc, m, l, alpha, a.scale_log2, f);
+  else
+    softmax_step<C>(sc, m, l, alpha, a.scale_log2);
 }
 
 // ptxas schedules wgmma.wait_group as early as its basic block allows: in the overlapped loop

@@ -5,20 +5,27 @@
 // - TF32 keeps 11 significant bits, and so does fp16; fp16 lacks only TF32's exponent range. wgmma multiplies
 //   fp16 at twice TF32's rate and reads half the shared-memory bytes per product, so the same three products
 //   per product (lo hi + hi lo + hi hi, the same short accumulator chains) cost about half as much.
-// - The range comes back through powers of two, which are exact: each K tile, each V tile and each consumer
-//   warpgroup's 64 rows of Q are multiplied by 2^s before the split, s chosen from the block's largest finite
-//   |x| so that it lands in [2^14, 2^15) (tile_exponent), and the results are scaled back in float32: S by
-//   2^-s_q 2^-s_k before the softmax, each tile's P V by 2^-(15 + s_v) as it joins O. P (at most 1: the running
-//   max is exact) enters as P 2^15. A value far below its block's largest (under 2^-17 of it) has fp16 halves
-//   with fewer bits: an absolute error under 2^-39 of that largest value, where float32 keeps 2^-24 of the
-//   value itself. Q and K blocks whose largest value is below 2^-112 are scaled by 2^126 only, V blocks below
-//   2^-97 by 2^111 (tile_exponent), and float32 subnormal inputs are flushed to zero (--use_fast_math).
+// - The range comes back through powers of two, which are exact: each K tile and each consumer warpgroup's 64
+//   rows of Q are multiplied by 2^s before the split, s chosen from the block's largest finite |x| so that it
+//   lands in [2^14, 2^15) (tile_exponent); each V tile by the smallest such exponent so far (a running scale:
+//   O changes units only when a V tile brings a larger value, two multiplies per tile rather than one per O
+//   value, +1-5%). S comes back through the softmax's c (c 2^-s_q 2^-s_k, +1-7%), O at the end; P (at most 1:
+//   the running max is exact) enters as P 2^15. A value far below its block's largest (under 2^-17 of it;
+//   for V, of the largest so far) has fp16 halves with fewer bits: an absolute error under 2^-39 of that
+//   largest value, where float32 keeps 2^-24 of the value itself. Q and K blocks whose largest value is below
+//   2^-112 are scaled by 2^126 only, V below 2^-97 by 2^111, and float32 subnormal inputs are flushed to zero
+//   (--use_fast_math).
 // - fp16 operands may be MN-major, so V is stored as it comes (rows of keys, the 16-bit kernel's layout) and
 //   every tile is written with 16-byte stores of 8 fp16 values.
 // - The producers find each tile's largest value before storing it: a warp reduction and one named barrier
 //   per tile; its exponent goes to the consumers beside the tile (Smem::exps).
+// - Descriptors advance by one add per k-step (kernel.cuh tile_desc; +0-5% here, where the 3xTF32 kernel lost).
 // Everything else is the 3xTF32 kernel's: the ring of slots K_j and V_j take in turn, producers that load
 // through registers, P's halves as RS fragments, the exact rescale, the unpipelined loop.
+//
+// What it measured (H200, B N = 16k, H = 2048 / E; benchmarks/NOTES_v4.md float32 step 6): E = 128, N = 4096
+// 127.7 TFLOP/s against the 3xTF32 kernel's 90 and SDPA efficient's 45.4 (2.8x), error 7.2e-7 of max |out|
+// (SDPA 1.4e-6); E = 64 3.3x.
 #pragma once
 
 #include "kernel_f32x3.cuh"
@@ -140,11 +147,13 @@ __device__ __forceinline__ void produce_f16x3(const ArgsF32x3& a, typename C::Sm
   const float* kh = a.k + w.b * a.k_sb + hk * a.k_sh;
   const float* vh = a.v + w.b * a.v_sb + hk * a.v_sh;
   int uses = 0;  // tiles this warpgroup has reduced (red's buffer)
+  int v_run = kVExponentLimit;  // the smallest V exponent so far
   // Tile t (K if IS_K, else V) into ring use u's slot.
   auto put = [&](RowTile<C>& t, int u, auto is_k) {
     constexpr bool IS_K = decltype(is_k)::value;
-    const int e = tile_exponent<IS_K ? kQKExponentLimit : kVExponentLimit>(
+    int e = tile_exponent<IS_K ? kQKExponentLimit : kVExponentLimit>(
         warpgroup_max(t.max_bits(), s.red[pw], uses++, kProducerBarrier + pw));
+    if constexpr (!IS_K) e = v_run = min(e, v_run);
     const int sl = slot_of<C>(u);
     if (u >= C::kSlots) ptx::mbar_wait(&s.empty[sl], parity_of<C>(u - C::kSlots));
     const uint32_t base = ptx::smem_addr(s.slot[sl][0]);
@@ -232,19 +241,21 @@ __device__ __forceinline__ void issue_qk_f16x3(float (&sh)[kHiChains<C>][kHiWidt
                                                float (&sl)[C::kBlockN / 2], uint32_t q_hi, uint32_t q_lo,
                                                uint32_t k_hi, uint32_t k_lo) {
   constexpr int kBlockM = C::kBlockM, kBlockN = C::kBlockN, kSteps = C::E / 16 / kHiChains<C>;
+  const uint64_t dqh0 = ptx::desc_kmajor_sw128(q_hi), dql0 = ptx::desc_kmajor_sw128(q_lo);
+  const uint64_t dkh0 = ptx::desc_kmajor_sw128(k_hi), dkl0 = ptx::desc_kmajor_sw128(k_lo);
 #pragma unroll
   for (int kk = 0; kk < C::E / 16; ++kk) {
     const uint32_t q_off = (kk / 4) * kBlockM * 128 + (kk % 4) * 32;
-    const uint64_t dqh = ptx::desc_kmajor_sw128(q_hi + q_off), dql = ptx::desc_kmajor_sw128(q_lo + q_off);
+    const uint64_t dqh = tile_desc<true>(dqh0, q_hi, q_off), dql = tile_desc<true>(dql0, q_lo, q_off);
     if constexpr (kFusedK<C>) {
-      const uint64_t dk = ptx::desc_kmajor_sw128(k_hi + (kk / 4) * 2 * kBlockN * 128 + (kk % 4) * 32);
+      const uint64_t dk = tile_desc<true>(dkh0, k_hi, (kk / 4) * 2 * kBlockN * 128 + (kk % 4) * 32);
       ptx::wgmma_ss<__half, kBlockN, 0>(sl, dql, dk, kk > 0);
       ptx::wgmma_ss<__half, 2 * kBlockN, 0>(sh[kk / kSteps], dqh, dk, kk % kSteps > 0);
     } else {
       const uint32_t k_off = (kk / 4) * kBlockN * 128 + (kk % 4) * 32;
-      const uint64_t dkh = ptx::desc_kmajor_sw128(k_hi + k_off);
+      const uint64_t dkh = tile_desc<true>(dkh0, k_hi, k_off);
       ptx::wgmma_ss<__half, kBlockN, 0>(sl, dql, dkh, kk > 0);
-      ptx::wgmma_ss<__half, kBlockN, 0>(sl, dqh, ptx::desc_kmajor_sw128(k_lo + k_off), 1);
+      ptx::wgmma_ss<__half, kBlockN, 0>(sl, dqh, tile_desc<true>(dkl0, k_lo, k_off), 1);
       ptx::wgmma_ss<__half, kBlockN, 0>(sh[kk / kSteps], dqh, dkh, kk % kSteps > 0);
     }
   }
@@ -257,11 +268,13 @@ __device__ __forceinline__ void issue_pv_f16x3(float (&part)[kFolds<C>][C::E / 2
                                                const uint32_t (&phi)[C::kBlockN / 16][4],
                                                const uint32_t (&plo)[C::kBlockN / 16][4], uint32_t v_hi,
                                                uint32_t v_lo) {
+  const uint64_t dvh0 = ptx::make_desc_sw128(v_hi, kVLeadBytes<C>, kVStrideBytes);
+  const uint64_t dvl0 = ptx::make_desc_sw128(v_lo, kVLeadBytes<C>, kVStrideBytes);
 #pragma unroll
   for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
     const uint32_t off = kk * 16 * 128;
-    const uint64_t dvh = ptx::make_desc_sw128(v_hi + off, kVLeadBytes<C>, kVStrideBytes);
-    const uint64_t dvl = ptx::make_desc_sw128(v_lo + off, kVLeadBytes<C>, kVStrideBytes);
+    const uint64_t dvh = tile_desc<true>(dvh0, v_hi, off, kVLeadBytes<C>, kVStrideBytes);
+    const uint64_t dvl = tile_desc<true>(dvl0, v_lo, off, kVLeadBytes<C>, kVStrideBytes);
     ptx::wgmma_rs<__half, C::E, 1>(part[kk / 2], plo[kk], dvh, kk % 2 > 0);
     ptx::wgmma_rs<__half, C::E, 1>(part[kk / 2], phi[kk], dvl, 1);
     ptx::wgmma_rs<__half, C::E, 1>(part[kk / 2], phi[kk], dvh, 1);
@@ -298,6 +311,7 @@ __device__ __forceinline__ void attend_f16x3(const ArgsF32x3& a, typename C::Sme
   l[0] = l[1] = 0.f;
   float sh[kHiChains<C>][kHiWidth<C> / 2], sc[kBlockN / 2], part[kFolds<C>][C::E / 2], alpha[2];
   uint32_t phi[kBlockN / 16][4], plo[kBlockN / 16][4];
+  int v_now = kVExponentLimit;  // O is held times 2^(15 + v_now): the last V tile's scale (produce_f16x3)
   for (int j = 0; j < n_tiles; ++j) {
     const int ks = slot_of<C>(2 * j), vs = slot_of<C>(2 * j + 1);
     ptx::mbar_wait(&s.full[ks], parity_of<C>(2 * j));
@@ -311,12 +325,19 @@ __device__ __forceinline__ void attend_f16x3(const ArgsF32x3& a, typename C::Sme
     for (int c = 0; c < kHiChains<C>; ++c) ptx::fence_operands(sh[c]);
     if (lane == 0) ptx::mbar_arrive(&s.empty[ks]);
     join_scores<C>(sh, sc);
+    // S's scale goes into the softmax's two multiplies per row where c 2^s_exp is an ordinary float (always,
+    // but at the far ends of float32's range), else into every score.
+    const float cf = a.scale_log2 * pow2(max(min(s_exp, 127), -126));
+    if (s_exp >= -126 && s_exp <= 127 && cf > 0x1p-100f && cf < 0x1p100f) {
+      softmax_tile<C, CAUSAL, true>(sc, a, j, first_row, row_g, t, m, l, alpha, pow2(s_exp));
+    } else {
 #pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) sc[i] = times_pow2(sc[i], s_exp);
-    softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+      for (int i = 0; i < kBlockN / 2; ++i) sc[i] = times_pow2(sc[i], s_exp);
+      softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+    }
     pack_p_f16x3<kBlockN>(sc, phi, plo);
     ptx::mbar_wait(&s.full[vs], parity_of<C>(2 * j + 1));
-    const float v_unscale = pow2(-(15 + s.exps[vs]));  // P entered as P 2^15, V as V 2^s_v
+    const int v_exp = s.exps[vs];  // <= v_now
     const uint32_t vb = ptx::smem_addr(s.slot[vs][0]);
     ptx::wgmma_fence();
     issue_pv_f16x3<C>(part, phi, plo, vb, vb + kTile);
@@ -324,14 +345,24 @@ __device__ __forceinline__ void attend_f16x3(const ArgsF32x3& a, typename C::Sme
 #pragma unroll
     for (int f = 0; f < kFolds<C>; ++f) ptx::fence_operands(part[f]);
     if (lane == 0) ptx::mbar_arrive(&s.empty[vs]);
+    // Into O's units: a V tile with a smaller exponent moves O to it (exact; what falls below 2^-126 of the
+    // new scale is dropped), two multiplies per tile instead of one per O value.
+    const int d = v_exp - v_now;
+    const float r = d < -126 ? 0.f : pow2(d);
+    alpha[0] *= r;
+    alpha[1] *= r;
+    v_now = v_exp;
 #pragma unroll
     for (int i = 0; i < C::E / 2; ++i) {
       float sum = part[0][i];
 #pragma unroll
       for (int f = 1; f < kFolds<C>; ++f) sum += part[f][i];
-      o[i] = fmaf(o[i], alpha[(i / 2) % 2], sum * v_unscale);
+      o[i] = fmaf(o[i], alpha[(i / 2) % 2], sum);
     }
   }
+  const float u = pow2(-(15 + v_now));
+#pragma unroll
+  for (int i = 0; i < C::E / 2; ++i) o[i] *= u;
 }
 
 template <class C, bool CAUSAL>

@@ -70,15 +70,20 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
 // instead of 0, and every tile then scales all earlier keys by the same 1 +- 1e-7: a drift along the row
 // that grew the 3xTF32 kernel's error with N (4.4e-5 of max |out| at N = 16k; v3_mma/softmax.cuh found
 // the same).
-template <int N, bool LAZY = false, bool EXACT = false>
+// SCALED (the 3xF16 kernel): s holds the scores times 1 / f, f a power of two that keeps c f a normal float;
+// the max is scaled by f and the exponents use c f, so the results are exactly those of scores scaled first,
+// for two multiplies per row instead of one per score.
+template <int N, bool LAZY = false, bool EXACT = false, bool SCALED = false>
 __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2], float (&l)[2], float (&alpha)[2],
-                                               float c) {
+                                               float c, float f = 1.f) {
+  const float cs = SCALED ? c * f : c;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float mx = LAZY ? -INFINITY : m[r];
+    float mx = LAZY || SCALED ? -INFINITY : m[r];
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
     mx = quad_max(mx);
+    if constexpr (SCALED) mx = LAZY ? mx * f : fmaxf(m[r], mx * f);
     float base;
     if constexpr (LAZY) {
       // (mx - m) c is +inf when m = -inf and mx is not, NaN (not > slack) when both are -inf.
@@ -98,8 +103,8 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
-      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
+      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], cs, -base));
+      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], cs, -base));
       sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
     }
     l[r] = l[r] * alpha[r] + sum;
