@@ -19,7 +19,7 @@
 //   every tile is written with 16-byte stores of 8 fp16 values.
 // - The producers find each tile's largest value before storing it: a warp reduction and one named barrier
 //   per tile; its exponent goes to the consumers beside the tile (Smem::exps).
-// - Descriptors advance by one add per k-step (kernel.cuh tile_desc; +0-5% here, where the 3xTF32 kernel lost).
+// - Descriptors advance by one add per k-step (ptx::desc_advance; +0-5% here, where the 3xTF32 kernel lost).
 // Everything else is the 3xTF32 kernel's: the ring of slots K_j and V_j take in turn, producers that load
 // through registers, P's halves as RS fragments, the exact rescale, the unpipelined loop.
 //
@@ -194,7 +194,7 @@ __device__ __forceinline__ void produce_f16x3(const ArgsF32x3& a, typename C::Sm
 // from L1 or L2). A negative scale runs on -Q; rows past L are zeros.
 template <class C>
 __device__ __forceinline__ int load_q_f16x3(const ArgsF32x3& a, typename C::Smem& s, int row0, int cw, int h,
-                                              int b) {
+                                            int b) {
   constexpr int E = C::E, kUnits = 64 * E / (8 * 128);
   const int tid = threadIdx.x % 128;
   const float* qh = a.q + b * a.q_sb + h * a.q_sh;
@@ -246,16 +246,16 @@ __device__ __forceinline__ void issue_qk_f16x3(float (&sh)[kHiChains<C>][kHiWidt
 #pragma unroll
   for (int kk = 0; kk < C::E / 16; ++kk) {
     const uint32_t q_off = (kk / 4) * kBlockM * 128 + (kk % 4) * 32;
-    const uint64_t dqh = tile_desc<true>(dqh0, q_hi, q_off), dql = tile_desc<true>(dql0, q_lo, q_off);
+    const uint64_t dqh = ptx::desc_advance(dqh0, q_off), dql = ptx::desc_advance(dql0, q_off);
     if constexpr (kFusedK<C>) {
-      const uint64_t dk = tile_desc<true>(dkh0, k_hi, (kk / 4) * 2 * kBlockN * 128 + (kk % 4) * 32);
+      const uint64_t dk = ptx::desc_advance(dkh0, (kk / 4) * 2 * kBlockN * 128 + (kk % 4) * 32);
       ptx::wgmma_ss<__half, kBlockN, 0>(sl, dql, dk, kk > 0);
       ptx::wgmma_ss<__half, 2 * kBlockN, 0>(sh[kk / kSteps], dqh, dk, kk % kSteps > 0);
     } else {
       const uint32_t k_off = (kk / 4) * kBlockN * 128 + (kk % 4) * 32;
-      const uint64_t dkh = tile_desc<true>(dkh0, k_hi, k_off);
+      const uint64_t dkh = ptx::desc_advance(dkh0, k_off);
       ptx::wgmma_ss<__half, kBlockN, 0>(sl, dql, dkh, kk > 0);
-      ptx::wgmma_ss<__half, kBlockN, 0>(sl, dqh, tile_desc<true>(dkl0, k_lo, k_off), 1);
+      ptx::wgmma_ss<__half, kBlockN, 0>(sl, dqh, ptx::desc_advance(dkl0, k_off), 1);
       ptx::wgmma_ss<__half, kBlockN, 0>(sh[kk / kSteps], dqh, dkh, kk % kSteps > 0);
     }
   }
@@ -273,8 +273,8 @@ __device__ __forceinline__ void issue_pv_f16x3(float (&part)[kFolds<C>][C::E / 2
 #pragma unroll
   for (int kk = 0; kk < C::kBlockN / 16; ++kk) {
     const uint32_t off = kk * 16 * 128;
-    const uint64_t dvh = tile_desc<true>(dvh0, v_hi, off, kVLeadBytes<C>, kVStrideBytes);
-    const uint64_t dvl = tile_desc<true>(dvl0, v_lo, off, kVLeadBytes<C>, kVStrideBytes);
+    const uint64_t dvh = ptx::desc_advance(dvh0, off);
+    const uint64_t dvl = ptx::desc_advance(dvl0, off);
     ptx::wgmma_rs<__half, C::E, 1>(part[kk / 2], plo[kk], dvh, kk % 2 > 0);
     ptx::wgmma_rs<__half, C::E, 1>(part[kk / 2], phi[kk], dvl, 1);
     ptx::wgmma_rs<__half, C::E, 1>(part[kk / 2], phi[kk], dvh, 1);
