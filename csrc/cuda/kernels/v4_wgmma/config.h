@@ -146,24 +146,18 @@ struct CfgF32 {
   static_assert(kSmemBytes <= 227 * 1024, "v4 f32: shared memory");
 };
 
-// The float32-accurate (3xTF32) kernel's tile (kernel_f32x3.cuh): BM = 128 rows in two consumer
-// warpgroups; every operand is held as two TF32 halves (hi, lo), which sets both budgets:
-// - shared memory: Q's two halves (2 x 64 KB at E = 128), then one ring of slots of 32 KB, each
-//   holding either a K tile (hi + lo, K-major) or a V^T tile (hi + lo), K_j in slot use 2j and
-//   V_j in 2j + 1: 3 slots at E = 128 (224 KB in all), 5 at E = 64 (Q 64 KB + 160 KB). Separate K
-//   and V rings would need 2 + 2 slots at E = 128.
-// - BN = 32 keys at E = 128 (a 32 KB slot), 64 at E = 64.
+// The float32-accurate kernels' tile (kernel_f32x3.cuh's 3xTF32, kernel_f16x3.cuh's 3xF16): BM = 128 rows in
+// two consumer warpgroups, BN = 32 keys at E = 128, 64 at E = 64; every operand is held as two halves (hi, lo).
 // - registers: the consumers hold O (E / 2), a fresh P V accumulator per 32 keys (BN / 32 of E / 2; the
 //   tensor cores truncate when they add into an accumulator, so each 32 keys' products are summed apart
-//   and folded into O with a rounded add), P's two halves (BN / 2 each) and S as a few partial
-//   accumulators (kernel_f32x3.cuh, issue_qk_3x: 80 registers at E = 128, 96 at E = 64). A producer
-//   thread holds one tile in flight (BN * E / 512 float4), or one K and one V tile where a single
-//   warpgroup loads both (E = 64); the split is the one with which ptxas (nvcc 13.0) spills least
-//   (none at E = 128, 8 bytes at E = 64).
+//   and folded into O with a rounded add), P's two halves (BN / 2 each in TF32, half that in fp16) and S as a
+//   few partial accumulators (kernel_f32x3.cuh, issue_qk_3x: 80 registers at E = 128, 96 at E = 64). A
+//   producer thread holds one tile in flight (BN * E / 512 float4), or one K and one V tile where a single
+//   warpgroup loads both (E = 64); the split is the one with which ptxas (nvcc 13.0) spills least (3xTF32:
+//   none at E = 128, 8 bytes at E = 64).
 template <int E_, int BN>
-struct CfgF32x3 {
-  static_assert(E_ % 32 == 0 && BN % 32 == 0, "v4 3xTF32: E and BN multiples of 32");
-  using Elem = float;
+struct Cfg3x {
+  static_assert(E_ % 32 == 0 && BN % 32 == 0, "v4 3x: E and BN multiples of 32");
   static constexpr int E = E_;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = BN;
@@ -180,7 +174,19 @@ struct CfgF32x3 {
   static constexpr int kConsumerRegs = 184;
   static constexpr int kProducerRegs = E_ == 128 ? 72 : 136;
   static_assert(128 * kProducerWarpgroups * kProducerRegs + 256 * kConsumerRegs <= 65536 / kThreads / 8 * 8 * kThreads,
-                "v4 3xTF32: register budget");
+                "v4 3x: register budget");
+  using PSmem = void;  // no persistent form
+};
+
+// 3xTF32's shared memory: Q's two halves (2 x 64 KB at E = 128), then one ring of slots of 32 KB, each holding
+// either a K tile (hi + lo, K-major) or a V^T tile (hi + lo), K_j in slot use 2j and V_j in 2j + 1: 3 slots at
+// E = 128 (224 KB in all), 5 at E = 64 (Q 64 KB + 160 KB). Separate K and V rings would need 2 + 2 slots at
+// E = 128.
+template <int E_, int BN>
+struct CfgF32x3 : Cfg3x<E_, BN> {
+  using Elem = float;
+  using Cfg3x<E_, BN>::kBlockM;
+  using Cfg3x<E_, BN>::E;
   static constexpr int kTileFloats = BN * E;  // one half of a K or V^T tile
   static constexpr int kSlots = (227 * 1024 - 2048 - 2 * kBlockM * E * 4) / (2 * kTileFloats * 4);
 
@@ -191,33 +197,17 @@ struct CfgF32x3 {
     alignas(8) uint64_t full[kSlots];
     alignas(8) uint64_t empty[kSlots];
   };
-  using PSmem = void;  // no persistent form
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
   static_assert(kSlots >= 3 && kSmemBytes <= 227 * 1024, "v4 3xTF32: shared memory");
 };
 
-// The float32-accurate kernel on fp16 tensor cores (kernel_f16x3.cuh): CfgF32x3's shape and register split
-// (the same accumulators; P's halves take half the registers), with every tile in fp16 halves: a K or V
-// slot (hi + lo) is 16 KB at both head dims, so after Q's halves (64 KB at E = 128, 32 at E = 64) the ring
-// has 10 or 12 slots.
+// 3xF16's shared memory: every tile in fp16 halves, so a K or V slot (hi + lo) is 16 KB at both head dims, and
+// after Q's halves (64 KB at E = 128, 32 at E = 64) the ring has 10 or 12 slots.
 template <int E_, int BN>
-struct CfgF16x3 {
-  static_assert(E_ % 64 == 0 && BN % 32 == 0, "v4 3xF16: E a multiple of 64, BN of 32");
+struct CfgF16x3 : Cfg3x<E_, BN> {
   using Elem = uint16_t;
-  static constexpr int E = E_;
-  static constexpr int kBlockM = 128;
-  static constexpr int kBlockN = BN;
-  static constexpr int kConsumerWarpgroups = 2;
-  static constexpr int kProducerWarpgroups = E_ == 128 ? 2 : 1;
-  static constexpr int kThreads = 128 * (kProducerWarpgroups + kConsumerWarpgroups);
-  static constexpr int kCtasPerSm = 1;
-  static constexpr bool kLazyRescale = false;
-  static constexpr bool kExactRescale = true;
-  static constexpr int kTailStep = 0;
-  static constexpr int kConsumerRegs = 184;
-  static constexpr int kProducerRegs = E_ == 128 ? 72 : 136;
-  static_assert(128 * kProducerWarpgroups * kProducerRegs + 256 * kConsumerRegs <= 65536 / kThreads / 8 * 8 * kThreads,
-                "v4 3xF16: register budget");
+  using Cfg3x<E_, BN>::kBlockM;
+  using Cfg3x<E_, BN>::E;
   static constexpr int kTileElems = BN * E;  // one half of a K or V tile
   static constexpr int kSlots = (227 * 1024 - 2048 - 2 * kBlockM * E * 2) / (2 * kTileElems * 2);
 
@@ -230,7 +220,6 @@ struct CfgF16x3 {
     alignas(8) uint64_t full[kSlots];
     alignas(8) uint64_t empty[kSlots];
   };
-  using PSmem = void;  // no persistent form
   static constexpr int kSmemBytes = static_cast<int>(sizeof(Smem)) + 1024;
   static_assert(kSlots >= 3 && kSmemBytes <= 227 * 1024, "v4 3xF16: shared memory");
 };

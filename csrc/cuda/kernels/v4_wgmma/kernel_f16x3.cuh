@@ -373,14 +373,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f16x3_kernel(const Args
   const Item w = item_at<C, CAUSAL>(a, blockIdx.x);
   const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
 
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < C::kSlots; ++i) {
-      ptx::mbar_init(&s.full[i], 128);
-      ptx::mbar_init(&s.empty[i], 4 * C::kConsumerWarpgroups);
-    }
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
+  init_ring_barriers<C>(s);
 
   const int wg = threadIdx.x / 128;
   if (wg < C::kProducerWarpgroups) {

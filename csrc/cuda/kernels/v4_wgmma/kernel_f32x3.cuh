@@ -129,6 +129,20 @@ __device__ __forceinline__ uint32_t parity_of(int u) {
   return (u / C::kSlots) & 1;
 }
 
+// The ring's barriers, before any thread uses them: a slot is full after one warpgroup's 128 arrivals, empty
+// after one from each consumer warp.
+template <class C>
+__device__ __forceinline__ void init_ring_barriers(typename C::Smem& s) {
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < C::kSlots; ++i) {
+      ptx::mbar_init(&s.full[i], 128);
+      ptx::mbar_init(&s.empty[i], 4 * C::kConsumerWarpgroups);
+    }
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+}
+
 // The producer warpgroups (config.h kProducerWarpgroups): all their threads load, split and store K and
 // V tile by tile, each tile loaded before its slot is waited for, so the loads' trip overlaps the waits;
 // with two warpgroups one takes K and one V, with one K_j and V_j take turns. Each thread fences its
@@ -354,14 +368,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f32x3_kernel(const Args
   const Item w = item_at<C, CAUSAL>(a, blockIdx.x);
   const int n_tiles = key_tiles<C, CAUSAL>(a, w.row0);
 
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < C::kSlots; ++i) {
-      ptx::mbar_init(&s.full[i], 128);
-      ptx::mbar_init(&s.empty[i], 4 * C::kConsumerWarpgroups);
-    }
-    ptx::fence_mbarrier_init();
-  }
-  __syncthreads();
+  init_ring_barriers<C>(s);
 
   const int wg = threadIdx.x / 128;
   if (wg < C::kProducerWarpgroups) {

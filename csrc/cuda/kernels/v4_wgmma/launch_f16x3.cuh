@@ -14,10 +14,7 @@ template <int E, bool CAUSAL>
 bool run_v4_f16x3(const FwdParams& p, cudaStream_t stream) {
   static_assert(E == 64 || E == 128, "v4 3xF16: E in {64, 128}");
   using C = CfgF16x3<E, E == 128 ? 32 : 64>;
-  ArgsF32x3 a;
-  fill_args_f32x3<C, CAUSAL>(p, a);
-  launch<C>(v4_fwd_f16x3_kernel<C, CAUSAL>, a.num_items, C::kSmemBytes, stream, a);
-  return true;
+  return launch_3x<C, CAUSAL>(v4_fwd_f16x3_kernel<C, CAUSAL>, p, stream);
 }
 
 }  // namespace flash_attn_ext::cuda::v4

@@ -25,6 +25,15 @@ void fill_args_f32x3(const FwdParams& p, ArgsF32x3& a) {
   a.v_sl = p.v_sl;
 }
 
+// A 3x kernel (3xTF32 or 3xF16) on the one-item grid: one CTA per 128 query rows of a (b, h).
+template <class C, bool CAUSAL, class K>
+bool launch_3x(K kernel, const FwdParams& p, cudaStream_t stream) {
+  ArgsF32x3 a;
+  fill_args_f32x3<C, CAUSAL>(p, a);
+  launch<C>(kernel, a.num_items, C::kSmemBytes, stream, a);
+  return true;
+}
+
 // q, k, v (B, H or Hkv, L or S, E) float32 with 16-byte aligned rows (v4_wgmma_supports), out (B, H, L, E)
 // float32, lse (B, H, L) or nullptr; E in {64, 128}. Tiles: 128 x 32 at E = 128, 128 x 64 at E = 64
 // (config.h CfgF32x3 says why). No tensor maps, so it always launches.
@@ -32,10 +41,7 @@ template <int E, bool CAUSAL>
 bool run_v4_f32x3(const FwdParams& p, cudaStream_t stream) {
   static_assert(E == 64 || E == 128, "v4 3xTF32: E in {64, 128}");
   using C = CfgF32x3<E, E == 128 ? 32 : 64>;
-  ArgsF32x3 a;
-  fill_args_f32x3<C, CAUSAL>(p, a);
-  launch<C>(v4_fwd_f32x3_kernel<C, CAUSAL>, a.num_items, C::kSmemBytes, stream, a);
-  return true;
+  return launch_3x<C, CAUSAL>(v4_fwd_f32x3_kernel<C, CAUSAL>, p, stream);
 }
 
 }  // namespace flash_attn_ext::cuda::v4
