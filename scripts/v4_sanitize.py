@@ -14,7 +14,8 @@ with E = 256's list).
 broadcast form, causal both ways, a key-padding mask (V rows zeroed in shared memory), fully
 masked rows and query blocks with no visible tile; V4_SAN_MASK_E picks its head dims (64,128).
 --tf32 runs the float32 kernels instead, each case in TF32 (float32_precision='tf32'), 3xTF32 ('3xtf32') and
-3xF16 ('auto'): tails, both causal alignments, GQA, a single query row, rows that see no key, a negative scale.
+3xF16 ('auto'): tails, both causal alignments, GQA, a single query row, rows that see no key, a negative scale,
+and 3xF16 on a padded head dim (E / 2 + 4, views whose rows end past it).
 """
 import os
 import sys
@@ -41,6 +42,8 @@ if "--tf32" in sys.argv:
             fa.flash_attention(q, k, v, causal=causal, return_lse=True, kernel="v4_wgmma", float32_precision=precision)
         for precision in ("3xtf32", "auto"):
             fa.flash_attention(q, k, v, scale=-0.1, causal=causal, kernel="v4_wgmma", float32_precision=precision)
+        pad = E // 2 + 4  # a padded head dim (3xF16 only): loads that stop at E
+        fa.flash_attention(q[..., :pad], k[..., :pad], v[..., :pad], causal=causal, kernel="v4_wgmma")
 elif "--mask" in sys.argv:
     for E in (int(e) for e in os.environ.get("V4_SAN_MASK_E", "64,128").split(",")):
         for H, L, S, causal in ((2, 300, 257, False), (2, 300, 257, "top_left"), (2, 257, 300, "bottom_right"),

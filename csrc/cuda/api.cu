@@ -281,8 +281,11 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
   std::string v4_why;
   if (cuda::v4_wgmma_supports(p, sm, &v4_why)) {
     if (p.dtype == ScalarKind::kFloat32)
-      return {"v4_wgmma", std::string("sm_90, float32, E == Ev in {64, 128}, no mask, 16-byte aligned rows: the Hopper "
-                                      "rung on ") +
+      return {"v4_wgmma", std::string(p.precision == Float32Precision::kAuto
+                                          ? "sm_90, float32, E == Ev <= 128 (run on the next of 64, 128 columns), no "
+                                            "mask, 16-byte aligned rows: the Hopper rung on "
+                                          : "sm_90, float32, E == Ev in {64, 128}, no mask, 16-byte aligned rows: the "
+                                            "Hopper rung on ") +
                               (p.precision == Float32Precision::kTf32
                                    ? "TF32 tensor cores (float32_precision='tf32'; V transposed by its producer "
                                      "warpgroup)"

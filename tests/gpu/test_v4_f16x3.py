@@ -3,9 +3,13 @@ kernel_f16x3.cuh). Every block of Q, K and V is multiplied by a power of two int
 into two fp16 halves, and the results are scaled back: these tests hold the scaling to its promises. Powers of two
 are exact, so scaling the inputs by powers of two scales the output bit for bit; inputs near the ends of float32's
 range still meet float32's budget; zero blocks, and inf or NaN in keys that no row sees, change nothing else. The
-shapes, tails, strides, GQA and causal cases run in test_v4_f32x3.py (its 'auto' cases are this kernel)."""
+shapes, tails, strides, GQA and causal cases run in test_v4_f32x3.py (its 'auto' cases are this kernel); head dims
+below 128 other than 64 run here, padded with zeros by the kernel's own loads (the 3xTF32 and TF32 kernels take
+64 and 128 only)."""
 import pytest
 import torch
+
+import flash_attn_ext
 
 from support.inputs import qkv
 from support.numerics import assert_matches_reference
@@ -69,3 +73,32 @@ def test_3xf16_non_finite_keys_that_no_row_sees(gen, bad):
     kb[:, :, 60] = bad
     out, lse = attend("v4_wgmma", q, kb, v, causal="top_left")
     assert_matches_reference(out[:, :, :60], lse[:, :, :60], q[:, :, :60], k, v, causal="top_left")
+
+
+@pytest.mark.parametrize("E", [8, 32, 40, 72, 96, 112])
+@pytest.mark.parametrize("causal", [False, "top_left", "bottom_right"])
+def test_3xf16_padded_head_dims(gen, E, causal):
+    # Run on 64 or 128 columns, the loads filling the columns past E with zeros: tails in L and S, GQA.
+    q, k, v = qkv(gen, B=2, H=4, Hkv=2, L=150, S=333, E=E, device="cuda")
+    assert flash_attn_ext.explain(q, k, v, causal=causal)["kernel"] == "v4_wgmma"
+    assert flash_attn_ext.explain(q, k, v, float32_precision="3xtf32")["kernel"] == "v3_mma"
+    out, _ = check("v4_wgmma", q, k, v, causal=causal)
+    assert out.is_contiguous()
+
+
+def test_3xf16_padded_head_dim_views_framed_by_nan(gen):
+    # q/k/v as views into wider NaN-filled rows: a load past E would bring NaN in.
+    q, k, v = qkv(gen, B=1, H=2, L=200, S=333, E=40, device="cuda")
+    views = []
+    for t in (q, k, v):
+        big = torch.full((*t.shape[:-1], 64), float("nan"), device=t.device)
+        big[..., :40] = t
+        views.append(big[..., :40])
+    out, _ = check("v4_wgmma", *views, causal=True)
+    ref, _ = check("v4_wgmma", q, k, v, causal=True)
+    assert torch.equal(out, ref)
+
+
+def test_3xf16_declines_rows_that_are_not_16_byte_aligned(gen):
+    q, k, v = qkv(gen, B=1, H=2, L=64, S=64, E=59, device="cuda")
+    assert flash_attn_ext.explain(q, k, v)["kernel"] == "v3_mma"

@@ -203,9 +203,18 @@ struct CfgF32x3 : Cfg3x<E_, BN> {
 
 // 3xF16's shared memory: every tile in fp16 halves, so a K or V slot (hi + lo) is 16 KB at both head dims, and
 // after Q's halves (64 KB at E = 128, 32 at E = 64) the ring has 10 or 12 slots.
-template <int E_, int BN>
+// PAD: a head dim below E, whose columns past it the loads fill with zeros; a separate kernel, because the bounds
+// cost the unpadded one 6-9% at E = 64 (session 11, device call 6) and, at E = 128, 36 bytes of producer spills
+// at 72 registers (none at 80).
+template <int E_, int BN, bool PAD = false>
 struct CfgF16x3 : Cfg3x<E_, BN> {
   using Elem = uint16_t;
+  static constexpr bool kPadded = PAD;
+  static constexpr int kConsumerRegs = PAD && E_ == 128 ? 176 : Cfg3x<E_, BN>::kConsumerRegs;
+  static constexpr int kProducerRegs = PAD && E_ == 128 ? 80 : Cfg3x<E_, BN>::kProducerRegs;
+  static_assert(128 * Cfg3x<E_, BN>::kProducerWarpgroups * kProducerRegs + 256 * kConsumerRegs <=
+                    65536 / Cfg3x<E_, BN>::kThreads / 8 * 8 * Cfg3x<E_, BN>::kThreads,
+                "v4 3xF16: register budget");
   using Cfg3x<E_, BN>::kBlockM;
   using Cfg3x<E_, BN>::E;
   static constexpr int kTileElems = BN * E;  // one half of a K or V tile

@@ -96,8 +96,18 @@ struct RowTile {
     col = (f % (C::E / 8)) * 8 + (v % 2) * 4;
   }
 
-  __device__ __forceinline__ void load(const float* rows, int64_t row_stride, int key0, int key_end) {
-    load_tile_rows<RowTile>(x, rows, row_stride, key0, key_end);
+  // Rows [key0, key0 + BN): rows at or past key_end and (C::kPadded) columns at or past col_end (the head
+  // dim, a multiple of 4) as zeros.
+  __device__ __forceinline__ void load(const float* rows, int64_t row_stride, int key0, int key_end,
+                                       int col_end) {
+#pragma unroll
+    for (int v = 0; v < 2 * kUnits; ++v) {
+      int key, col;
+      place(v, key, col);
+      x[v] = key0 + key < key_end && (!C::kPadded || col < col_end)
+                 ? __ldg(reinterpret_cast<const float4*>(rows + (key0 + key) * row_stride + col))
+                 : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
 
   __device__ __forceinline__ uint32_t max_bits() const {
@@ -165,23 +175,23 @@ __device__ __forceinline__ void produce_f16x3(const ArgsF32x3& a, typename C::Sm
   };
   auto stream = [&](RowTile<C>& t, const float* rows, int64_t stride, int j, auto is_k) {
     put(t, 2 * j + (is_k ? 0 : 1), is_k);
-    if (j + 1 < n_tiles) t.load(rows, stride, (j + 1) * kBlockN, a.S);
+    if (j + 1 < n_tiles) t.load(rows, stride, (j + 1) * kBlockN, a.S, a.ev);
   };
   using K = std::true_type;
   using V = std::false_type;
   if constexpr (C::kProducerWarpgroups == 2) {  // warpgroup 0 K, warpgroup 1 V
     RowTile<C> t;
     if (pw == 0) {
-      t.load(kh, a.k_sl, 0, a.S);
+      t.load(kh, a.k_sl, 0, a.S, a.ev);
       for (int j = 0; j < n_tiles; ++j) stream(t, kh, a.k_sl, j, K{});
     } else {
-      t.load(vh, a.v_sl, 0, a.S);
+      t.load(vh, a.v_sl, 0, a.S, a.ev);
       for (int j = 0; j < n_tiles; ++j) stream(t, vh, a.v_sl, j, V{});
     }
   } else {  // one warpgroup, K and V in turn
     RowTile<C> kt, vt;
-    kt.load(kh, a.k_sl, 0, a.S);
-    vt.load(vh, a.v_sl, 0, a.S);
+    kt.load(kh, a.k_sl, 0, a.S, a.ev);
+    vt.load(vh, a.v_sl, 0, a.S, a.ev);
     for (int j = 0; j < n_tiles; ++j) {
       stream(kt, kh, a.k_sl, j, K{});
       stream(vt, vh, a.v_sl, j, V{});
@@ -191,30 +201,33 @@ __device__ __forceinline__ void produce_f16x3(const ArgsF32x3& a, typename C::Sm
 
 // This consumer warpgroup's 64 rows of Q times 2^s_q, both halves into the CTA's Q tiles (as the TMA would
 // write them); returns s_q. Two passes over the rows (the largest value first; the second pass reads
-// from L1 or L2). A negative scale runs on -Q; rows past L are zeros.
+// from L1 or L2). A negative scale runs on -Q; rows past L and columns past the head dim are zeros.
 template <class C>
 __device__ __forceinline__ int load_q_f16x3(const ArgsF32x3& a, typename C::Smem& s, int row0, int cw, int h,
                                             int b) {
   constexpr int E = C::E, kUnits = 64 * E / (8 * 128);
   const int tid = threadIdx.x % 128;
   const float* qh = a.q + b * a.q_sb + h * a.q_sh;
-  auto at = [&](int u, int& r, int& col) {  // unit u: 8 values (row r of the CTA's tile, col..col + 7)
+  // Unit u: the 8 values (row r of the CTA's tile, col..col + 7) into x, y.
+  auto load = [&](int u, int& r, int& col, float4& x, float4& y) {
     const int f = u * 128 + tid;
     r = cw * 64 + f / (E / 8);
     col = (f % (E / 8)) * 8;
-    return row0 + r < a.L ? reinterpret_cast<const float4*>(qh + (row0 + r) * a.q_sl + col) : nullptr;
+    const float4* p = reinterpret_cast<const float4*>(qh + (row0 + r) * a.q_sl + col);
+    const bool row_in = row0 + r < a.L;
+    x = row_in && (!C::kPadded || col < a.ev) ? __ldg(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+    y = row_in && (!C::kPadded || col + 4 < a.ev) ? __ldg(p + 1) : make_float4(0.f, 0.f, 0.f, 0.f);
   };
   uint32_t bits = 0;
 #pragma unroll 4
   for (int u = 0; u < kUnits; ++u) {
     int r, col;
-    if (const float4* p = at(u, r, col)) {
-      const float4 x = __ldg(p), y = __ldg(p + 1);
-      bits = max(bits, max(max(max(finite_abs_bits(x.x), finite_abs_bits(x.y)),
-                               max(finite_abs_bits(x.z), finite_abs_bits(x.w))),
-                           max(max(finite_abs_bits(y.x), finite_abs_bits(y.y)),
-                               max(finite_abs_bits(y.z), finite_abs_bits(y.w)))));
-    }
+    float4 x, y;
+    load(u, r, col, x, y);
+    bits = max(bits, max(max(max(finite_abs_bits(x.x), finite_abs_bits(x.y)),
+                             max(finite_abs_bits(x.z), finite_abs_bits(x.w))),
+                         max(max(finite_abs_bits(y.x), finite_abs_bits(y.y)),
+                             max(finite_abs_bits(y.z), finite_abs_bits(y.w)))));
   }
   const int e = tile_exponent<kQKExponentLimit>(warpgroup_max(bits, s.red[2 + cw], 0, kWarpgroupBarrier + cw));
   const float f = a.negate_q ? -pow2(e) : pow2(e);
@@ -222,10 +235,10 @@ __device__ __forceinline__ int load_q_f16x3(const ArgsF32x3& a, typename C::Smem
 #pragma unroll 4
   for (int u = 0; u < kUnits; ++u) {
     int r, col;
-    const float4* p = at(u, r, col);
-    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 x, y;
+    load(u, r, col, x, y);
     uint32_t xh[4], xl[4];
-    split_f16x8(p ? __ldg(p) : zero, p ? __ldg(p + 1) : zero, f, xh, xl);
+    split_f16x8(x, y, f, xh, xl);
     ptx::st_shared_v4(hi + offset16<C::kBlockM>(r, col), xh);
     ptx::st_shared_v4(lo + offset16<C::kBlockM>(r, col), xl);
   }

@@ -11,7 +11,8 @@
 namespace flash_attn_ext::cuda {
 namespace {
 
-// Head dims run on the next of 64, 128, 256 (zeros past p.E, prepare() in launch_template.cuh).
+// Head dims run on the next of 64, 128, 256 (zeros past p.E: the TMA's fill, prepare() in launch_template.cuh,
+// or the 3xF16 kernel's own loads).
 // float32 runs on TF32 (float32_precision='tf32'), float32-accurate 3xTF32 ('3xtf32') or float32-accurate 3xF16
 // ('auto': half 3xTF32's tensor and shared-memory cost per product, as accurate; benchmarks/NOTES_v4.md).
 template <typename T, bool CAUSAL>
@@ -41,7 +42,12 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
     if (p.precision == Float32Precision::kIeee)
       return no(
           "runs float32 on tensor cores (3xF16, 3xTF32 or TF32); float32_precision='ieee' keeps it on CUDA cores");
-    if (p.E != p.Ev || (p.E != 64 && p.E != 128)) return no("takes float32 at E == Ev in {64, 128} only");
+    if (p.precision == Float32Precision::kAuto) {
+      if (p.E != p.Ev || p.E > 128)
+        return no("takes float32 at E == Ev <= 128 only (3xF16 on the next of 64, 128 columns)");
+    } else if (p.E != p.Ev || (p.E != 64 && p.E != 128)) {
+      return no("takes float32 at E == Ev in {64, 128} only with float32_precision='tf32' or '3xtf32'");
+    }
     if (p.mask_kind != MaskKind::kNone) return no("takes float32 without a mask only (masks run on v3_mma)");
   } else if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) {
     return no("takes float16/bfloat16, or float32 with float32_precision='tf32'");
