@@ -103,8 +103,9 @@ def flash_attention(
     True / "top_left" (query i sees keys j <= i) or "bottom_right" (j <= i + S - L). Rows that see no key
     give 0 (and LSE -inf). ``return_lse`` also returns the float32 natural-log LSE (B, H, L).
     ``kernel`` picks a kernel by name (see ``kernels()``); "auto" picks the fastest for the inputs.
-    ``float32_precision`` says how float32 inputs may use CUDA tensor cores: "auto" (accurate to float32),
-    "ieee" (CUDA cores only), "3xtf32" (error-compensated TF32) or "tf32" (fastest, ~1e-3 relative error).
+    ``float32_precision`` says how float32 inputs may use CUDA tensor cores: "auto" (accurate to float32; on
+    sm_90, error-compensated fp16 with power-of-two block scales, README "Numerics"), "ieee" (CUDA cores only),
+    "3xtf32" (error-compensated TF32) or "tf32" (fastest, ~1e-3 relative error).
     The CPU always computes float32 in IEEE arithmetic.
     """
     return _run(q, k, v, scale, mask, causal, return_lse, kernel, float32_precision)
