@@ -38,6 +38,11 @@ __device__ __forceinline__ uint32_t finite_abs_bits(float x) {
   return b < 0x7f800000u ? b : 0u;
 }
 
+// The largest of m and the finite_abs_bits of x's four values.
+__device__ __forceinline__ uint32_t max_finite_bits(uint32_t m, const float4& x) {
+  return max(max(m, max(finite_abs_bits(x.x), finite_abs_bits(x.y))), max(finite_abs_bits(x.z), finite_abs_bits(x.w)));
+}
+
 // s such that 2^s times the value with float bits `max_bits` (0: the block is zeros, or holds no finite
 // value) lies in [2^14, 2^15): 14 - floor(log2 max), at most LIMIT, so that the factors that scale the results
 // back stay normal floats: 126 for Q and K (S's two scales together, times_pow2), 111 for V (2^-(15 + s)).
@@ -74,14 +79,6 @@ __device__ __forceinline__ void split_f16x8(const float4& x, const float4& y, fl
   split_f16x2(y.z * f, y.w * f, hi[3], lo[3]);
 }
 
-// Byte offset of the 8 values (row, col..col + 7) in a 16-bit tile of `ROWS` rows as the TMA stores it:
-// chunks of 64 columns, one 128-byte row each, 16-byte unit u of row r at u ^ (r % 8). Read K-major (Q, K)
-// or MN-major (V) alike.
-template <int ROWS>
-__device__ __forceinline__ uint32_t offset16(int row, int col) {
-  return (col / 64) * (ROWS * 128) + row * 128 + ((((col % 64) / 8) ^ (row % 8)) * 16);
-}
-
 // A K or V tile in flight: this thread's BN * E / 1024 units of 8 adjacent values of one key's row, as
 // two float4 each; a quarter warp's 16-byte stores of one unit fill one swizzled row, no bank twice.
 template <class C>
@@ -96,26 +93,16 @@ struct RowTile {
     col = (f % (C::E / 8)) * 8 + (v % 2) * 4;
   }
 
-  // Rows [key0, key0 + BN): rows at or past key_end and (C::kPadded) columns at or past col_end (the head
-  // dim, a multiple of 4) as zeros.
+  // Columns at or past col_end (the head dim) as zeros where C::kPadded.
   __device__ __forceinline__ void load(const float* rows, int64_t row_stride, int key0, int key_end,
                                        int col_end) {
-#pragma unroll
-    for (int v = 0; v < 2 * kUnits; ++v) {
-      int key, col;
-      place(v, key, col);
-      x[v] = key0 + key < key_end && (!C::kPadded || col < col_end)
-                 ? __ldg(reinterpret_cast<const float4*>(rows + (key0 + key) * row_stride + col))
-                 : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
+    load_tile_rows<RowTile, C::kPadded>(x, rows, row_stride, key0, key_end, col_end);
   }
 
   __device__ __forceinline__ uint32_t max_bits() const {
     uint32_t m = 0;
 #pragma unroll
-    for (int v = 0; v < 2 * kUnits; ++v)
-      m = max(max(m, max(finite_abs_bits(x[v].x), finite_abs_bits(x[v].y))),
-              max(finite_abs_bits(x[v].z), finite_abs_bits(x[v].w)));
+    for (int v = 0; v < 2 * kUnits; ++v) m = max_finite_bits(m, x[v]);
     return m;
   }
 
@@ -128,8 +115,8 @@ struct RowTile {
       place(2 * u, key, col);
       uint32_t h[4], l[4];
       split_f16x8(x[2 * u], x[2 * u + 1], f, h, l);
-      ptx::st_shared_v4(hi + offset16<ROWS>(key, col), h);
-      ptx::st_shared_v4(lo + offset16<ROWS>(key + LO_ROW, col), l);
+      ptx::st_shared_v4(hi + kmajor_offset<ROWS, uint16_t>(key, col), h);
+      ptx::st_shared_v4(lo + kmajor_offset<ROWS, uint16_t>(key + LO_ROW, col), l);
     }
   }
 };
@@ -224,10 +211,7 @@ __device__ __forceinline__ int load_q_f16x3(const ArgsF32x3& a, typename C::Smem
     int r, col;
     float4 x, y;
     load(u, r, col, x, y);
-    bits = max(bits, max(max(max(finite_abs_bits(x.x), finite_abs_bits(x.y)),
-                             max(finite_abs_bits(x.z), finite_abs_bits(x.w))),
-                         max(max(finite_abs_bits(y.x), finite_abs_bits(y.y)),
-                             max(finite_abs_bits(y.z), finite_abs_bits(y.w)))));
+    bits = max_finite_bits(max_finite_bits(bits, x), y);
   }
   const int e = tile_exponent<kQKExponentLimit>(warpgroup_max(bits, s.red[2 + cw], 0, kWarpgroupBarrier + cw));
   const float f = a.negate_q ? -pow2(e) : pow2(e);
@@ -239,8 +223,8 @@ __device__ __forceinline__ int load_q_f16x3(const ArgsF32x3& a, typename C::Smem
     load(u, r, col, x, y);
     uint32_t xh[4], xl[4];
     split_f16x8(x, y, f, xh, xl);
-    ptx::st_shared_v4(hi + offset16<C::kBlockM>(r, col), xh);
-    ptx::st_shared_v4(lo + offset16<C::kBlockM>(r, col), xl);
+    ptx::st_shared_v4(hi + kmajor_offset<C::kBlockM, uint16_t>(r, col), xh);
+    ptx::st_shared_v4(lo + kmajor_offset<C::kBlockM, uint16_t>(r, col), xl);
   }
   ptx::fence_proxy_async_smem();
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
@@ -340,9 +324,10 @@ __device__ __forceinline__ void attend_f16x3(const ArgsF32x3& a, typename C::Sme
     join_scores<C>(sh, sc);
     // S's scale goes into the softmax's two multiplies per row where c 2^s_exp is an ordinary float (always,
     // but at the far ends of float32's range), else into every score.
-    const float cf = a.scale_log2 * pow2(max(min(s_exp, 127), -126));
-    if (s_exp >= -126 && s_exp <= 127 && cf > 0x1p-100f && cf < 0x1p100f) {
-      softmax_tile<C, CAUSAL, true>(sc, a, j, first_row, row_g, t, m, l, alpha, pow2(s_exp));
+    const bool fold = s_exp >= -126 && s_exp <= 127;
+    const float f = pow2(fold ? s_exp : 0), cf = a.scale_log2 * f;
+    if (fold && cf > 0x1p-100f && cf < 0x1p100f) {
+      softmax_tile<C, CAUSAL, true>(sc, a, j, first_row, row_g, t, m, l, alpha, f);
     } else {
 #pragma unroll
       for (int i = 0; i < kBlockN / 2; ++i) sc[i] = times_pow2(sc[i], s_exp);

@@ -40,17 +40,19 @@ __device__ __forceinline__ uint32_t vt_offset(int key, int n) {
 }
 
 // Rows [key0, key0 + BN) of one (b, kv head) into x, unit u the four values at Tile::place(u) (16-byte
-// loads); rows at or past key_end as zeros (as the TMA fills K). The float32 kernels' producers load
-// their tiles this way: V here, K too in the 3xTF32 kernel (kernel_f32x3.cuh).
-template <class Tile, int N>
+// loads); rows at or past key_end as zeros (as the TMA fills K), and with COL_BOUND columns at or past
+// col_end too (a padded head dim, a multiple of 4: the 3xF16 kernel). The float32 kernels' producers load
+// their tiles this way: V here, K too in the 3xTF32 kernel (kernel_f32x3.cuh), K and V in the 3xF16 one.
+template <class Tile, bool COL_BOUND = false, int N>
 __device__ __forceinline__ void load_tile_rows(float4 (&x)[N], const float* rows, int64_t row_stride, int key0,
-                                               int key_end) {
+                                               int key_end, int col_end = 0) {
 #pragma unroll
   for (int u = 0; u < N; ++u) {
     int key, col;
     Tile::place(u, key, col);
-    x[u] = key0 + key < key_end ? __ldg(reinterpret_cast<const float4*>(rows + (key0 + key) * row_stride + col))
-                                : make_float4(0.f, 0.f, 0.f, 0.f);
+    x[u] = key0 + key < key_end && (!COL_BOUND || col < col_end)
+               ? __ldg(reinterpret_cast<const float4*>(rows + (key0 + key) * row_stride + col))
+               : make_float4(0.f, 0.f, 0.f, 0.f);
   }
 }
 

@@ -32,11 +32,14 @@
 
 namespace flash_attn_ext::cuda::v4 {
 
-// Byte offset of (row, col) in a K-major tile of `rows` rows stored as the TMA stores it: chunks of
-// 32 floats (one 128-byte row each), 16-byte unit u of row r at u ^ (r % 8).
-template <int ROWS>
+// Byte offset of (row, col) in a tile of `ROWS` rows of T stored as the TMA stores it: chunks of 128 / sizeof(T)
+// columns (one 128-byte row each), 16-byte unit u of row r at u ^ (r % 8). Read K-major (Q, K) or, for 16-bit T,
+// MN-major (the 3xF16 kernel's V) alike.
+template <int ROWS, typename T = float>
 __device__ __forceinline__ uint32_t kmajor_offset(int row, int col) {
-  return (col / 32) * (ROWS * 128) + row * 128 + ((((col % 32) / 4) ^ (row % 8)) * 16) + (col % 4) * 4;
+  constexpr int kRow = 128 / sizeof(T), kUnit = 16 / sizeof(T);
+  return (col / kRow) * (ROWS * 128) + row * 128 + ((((col % kRow) / kUnit) ^ (row % 8)) * 16) +
+         (col % kUnit) * sizeof(T);
 }
 
 // K's two halves in one operand (32-key tiles, E = 128): each 32-column chunk of a K slot holds 64 rows,
