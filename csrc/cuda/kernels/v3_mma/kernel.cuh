@@ -35,6 +35,8 @@ struct KernelConfig {
   using Tiles = TileSizes<M, HD, ROWS>;
   static constexpr int kR = ROWS / 16;  // m16 row blocks per warp
   static constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kMinBlocks = Tiles::kMinBlocks;
+  static constexpr int kStages = Tiles::kStages, kPrefetch = Tiles::kPrefetch;  // K/V ring depth, tiles ahead
+  static constexpr bool kPipe = Tiles::kPipe;
   static constexpr int kWarps = kBlockM / ROWS, kThreads = kWarps * 32;
   static constexpr bool kFp32 = is_fp32(M);
   using Elem = std::conditional_t<kFp32, float, uint16_t>;
@@ -45,7 +47,7 @@ struct KernelConfig {
                                                     WarpMma16R<M == Mode::kBF16, HD, kBlockN, kQKPitch, Tiles::kQInRegs, kR>>>;
   static_assert(!kFp32 || kR == 1, "float32 modes: 16 rows per warp");
   static constexpr int kQElems = kBlockM * kQKPitch, kKElems = kBlockN * kQKPitch, kVElems = kBlockN * kVPitch;
-  static constexpr size_t kSmemBytes = sizeof(Elem) * (kQElems + 2 * kKElems + 2 * kVElems);
+  static constexpr size_t kSmemBytes = sizeof(Elem) * (kQElems + kStages * (kKElems + kVElems));
 };
 
 template <typename Elem>

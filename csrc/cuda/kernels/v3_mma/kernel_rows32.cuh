@@ -10,8 +10,13 @@
 // spans 32 rows: the causal skip, the tail test, the two votes that classify a tile (none visible in
 // either row block -> skip; all visible in both -> no masking work), the zero-weight-key guard (keys
 // no row of either block sees get V = 0). Rows, LSE and the smem-staged output go per row block.
-// Should buy ~1.3x over 16 rows at E = 64..128 (arithmetic and prediction in NOTES_v3.md step 3;
-// not yet measured on a GPU).
+// Bought 1.08-1.24x over 16 rows at E = 64..128 (NOTES_v3.md step 3).
+//
+// Step 10, up to E = 64 (TileSizes16R32::kPipe): tiles that every row of the block sees whole, with no mask,
+// run a pipelined loop first: Q*K^T of tile j + 1 is issued before the softmax of tile j, which does not
+// depend on it, so the compiler interleaves the two and a warp feeds its tensor pipe through its own
+// softmax's latencies (two score tiles live, a third K/V stage). The general loop below takes the rest
+// (diagonal and tail tiles, masks). E = 32 +18%, E = 64 +0-5% over the unpipelined loop.
 #pragma once
 
 #include <cmath>
@@ -35,7 +40,11 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sQ = reinterpret_cast<Elem*>(smem_raw);
   Elem* sK = sQ + Cfg::kQElems;
-  Elem* sV = sK + 2 * Cfg::kKElems;
+  constexpr int ST = Cfg::kStages;
+  Elem* sV = sK + ST * Cfg::kKElems;
+  constexpr int D = Cfg::kPrefetch;
+  // Tile j lives in ring stage j % ST and is loaded D tiles ahead of the step that first reads it.
+  auto stage = [](int j) { return static_cast<int>(static_cast<unsigned>(j) % ST); };
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   int64_t bh = blockIdx.x / a.n_qblocks, qb = blockIdx.x % a.n_qblocks;
@@ -60,18 +69,21 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
   auto load_kv = [&](int j) {
     const int64_t n0 = int64_t(j) * BN;
     const int rows = static_cast<int>(key_end - n0 < BN ? key_end - n0 : BN);
-    copy_tile<Elem, BN, HD, QKP, NT>(sK + (j & 1) * Cfg::kKElems, kg + n0 * p.k_sl, p.k_sl, rows, E, a.k_vec, tid);
-    copy_tile<Elem, BN, HD, VP, NT>(sV + (j & 1) * Cfg::kVElems, vg + n0 * p.v_sl, p.v_sl, rows, Ev, a.v_vec, tid);
+    copy_tile<Elem, BN, HD, QKP, NT>(sK + stage(j) * Cfg::kKElems, kg + n0 * p.k_sl, p.k_sl, rows, E, a.k_vec, tid);
+    copy_tile<Elem, BN, HD, VP, NT>(sV + stage(j) * Cfg::kVElems, vg + n0 * p.v_sl, p.v_sl, rows, Ev, a.v_vec, tid);
   };
 
   copy_tile<Elem, BM, HD, QKP, NT>(sQ, qg, p.q_sl, rows_valid, E, a.q_vec, tid);
   ptx::cp_async_commit();
-  if (n_tiles > 0) load_kv(0);
-  ptx::cp_async_commit();
+#pragma unroll
+  for (int j = 0; j < D; ++j) {
+    if (j < n_tiles) load_kv(j);
+    ptx::cp_async_commit();
+  }
 
   typename Cfg::Mma mma;
   const Elem* sQw = sQ + warp * WR * QKP;
-  ptx::cp_async_wait<1>();
+  ptx::cp_async_wait<D - 1>();  // Q and tile 0 have landed
   __syncthreads();
   mma.load_q(sQw, lane);
 
@@ -95,10 +107,59 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
   // pointers and offsets, eight 64-bit values here, pushed this loop from 92 to 140 bytes of spills.
   const int64_t mbase = p.mask_kind == MaskKind::kNone ? 0 : b * p.m_sb + h * p.m_sh + row_g * p.m_sl;
 
-  for (int j = 0; j < n_tiles; ++j) {
-    ptx::cp_async_wait<0>();
-    __syncthreads();  // tile j is visible to all; every warp is done with tile j - 1's buffer
-    if (j + 1 < n_tiles) load_kv(j + 1);
+  constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
+  using Scores = float[R][BN / 8][4];
+  auto scores = [&](Scores& S, int j) {  // S = Q K_j^T
+#pragma unroll
+    for (int rb = 0; rb < R; ++rb)
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) S[rb][i][0] = S[rb][i][1] = S[rb][i][2] = S[rb][i][3] = 0.f;
+    mma.qk(S, sQw, sK + stage(j) * Cfg::kKElems, lane);
+  };
+  // The lazy max (softmax.cuh) from E = 128 up, where O's rescale is 2 FMULs per score: +3-5% there, -3-4%
+  // at E = 64 (1 per score; NOTES_v3.md step 7).
+  auto softmax = [&](Scores& S) {
+#pragma unroll
+    for (int rb = 0; rb < R; ++rb) online_softmax<BN / 8, HD / 8, false, (HD > 64)>(S[rb], O[rb], m[rb], l[rb], c);
+  };
+
+  int j0 = 0;  // the first tile of the general loop below
+  if constexpr (Cfg::kPipe) {
+    // Plain tiles: every key visible to every row of the block, no mask, scale folded into exp2. Row m0 sees
+    // keys up to m0 + off, so tiles ending at or before it are plain for all rows; the rest (diagonal, tail)
+    // take the general loop.
+    int64_t plain_end = p.mask_kind == MaskKind::kNone && !a.prescale ? p.S : 0;
+    if (CAUSAL && m0 + off + 1 < plain_end) plain_end = m0 + off + 1;
+    const int n_plain = plain_end > 0 ? static_cast<int>(plain_end / BN) : 0;
+    // One plain tile j whose scores are in Sj: tile j + 1's Q*K^T goes out first, into Snext, and has no
+    // dependence on the softmax and P*V of tile j, so the scheduler interleaves the two. Tile j + 1 may be the
+    // first general tile or lie past the last one (a stale stage): its scores are then never used.
+    auto plain_step = [&](Scores& Sj, Scores& Snext, int j) {
+      ptx::cp_async_wait<0>();
+      __syncthreads();  // tile j + 1 is visible to all; every warp is done with tile j - 1's stage
+      if (j + D < n_tiles) load_kv(j + D);
+      ptx::cp_async_commit();
+      scores(Snext, j + 1);
+      softmax(Sj);
+      mma.template pv<false>(O, Sj, sV + stage(j) * Cfg::kVElems, lane, kAllKeys);
+    };
+    if (n_plain > 0) {
+      float Sa[R][BN / 8][4], Sb[R][BN / 8][4];
+      scores(Sa, 0);
+      int j = 0;
+      for (; j + 1 < n_plain; j += 2) {  // two steps per pass: the score tiles swap roles without copies
+        plain_step(Sa, Sb, j);
+        plain_step(Sb, Sa, j + 1);
+      }
+      if (j < n_plain) plain_step(Sa, Sb, j);
+    }
+    j0 = n_plain;
+  }
+
+  for (int j = j0; j < n_tiles; ++j) {
+    ptx::cp_async_wait<D - 1>();
+    __syncthreads();  // tile j is visible to all; every warp is done with tile j - 1's stage
+    if (j + D < n_tiles) load_kv(j + D);
     ptx::cp_async_commit();
 
     const int64_t n0 = int64_t(j) * BN;
@@ -124,11 +185,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
     }
 
     float S[R][BN / 8][4];
-#pragma unroll
-    for (int rb = 0; rb < R; ++rb)
-#pragma unroll
-      for (int i = 0; i < BN / 8; ++i) S[rb][i][0] = S[rb][i][1] = S[rb][i][2] = S[rb][i][3] = 0.f;
-    mma.qk(S, sQw, sK + (j & 1) * Cfg::kKElems, lane);
+    scores(S, j);
 
     // vis[rb]: the scores of row block rb that are visible (masking.cuh's bit layout).
     Bits<BN> vis[R];
@@ -159,7 +216,6 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
             float s = S[rb][nb][e] * p.scale_log2;
             if (has_float && ((vis[rb] >> (nb * 4 + e)) & 1)) {
               // A set vis bit implies the row is below L (bounds_bits ran: the tile is masked).
-              // A set vis bit implies the row is below L (bounds_bits ran: the tile is masked).
               const int64_t row_off = mbase + (16 * rb + 8 * (e >> 1)) * p.m_sl;
               const float bias =
                   load_bias(p.mask, row_off + (n0 + nb * 8 + 2 * t + (e & 1)) * p.m_ss, p.mask_dtype);
@@ -180,24 +236,20 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
             if (!((vis[rb] >> (nb * 4 + e)) & 1)) S[rb][nb][e] = -INFINITY;
     }
 
-#pragma unroll
-    // The lazy max (softmax.cuh) from E = 128 up, where O's rescale is 2 FMULs per score: +3-5% there, -3-4%
-    // at E = 64 (1 per score; NOTES_v3.md step 7).
-    for (int rb = 0; rb < R; ++rb) online_softmax<BN / 8, HD / 8, false, (HD > 64)>(S[rb], O[rb], m[rb], l[rb], c);
+    softmax(S);
 
     // Keys some row of either row block sees: the V fragments are shared by both.
     Bits<BN> vis_any = vis[0];
 #pragma unroll
     for (int rb = 1; rb < R; ++rb) vis_any |= vis[rb];
     const Bits<BN> keys = masked ? warp_key_bits<BN>(vis_any) : Bits<BN>{0};
-    constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
     // Unmasked tiles take the P*V body without key masks (4 LOP3 per ldmatrix, 128 per warp and tile
     // at E = 128). One masked body for both had been kept for fewer spills (E = 128: 72 / 132 bytes
     // instead of 108 / 148), but the split measured 3-12% faster there (NOTES_v3.md step 6).
     if (masked)
-      mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, keys);
+      mma.template pv<true>(O, S, sV + stage(j) * Cfg::kVElems, lane, keys);
     else
-      mma.template pv<false>(O, S, sV + (j & 1) * Cfg::kVElems, lane, kAllKeys);
+      mma.template pv<false>(O, S, sV + stage(j) * Cfg::kVElems, lane, kAllKeys);
   }
 
   // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.

@@ -1,7 +1,7 @@
 // v3 tile sizes per operand mode, head-dim bucket and query rows per warp (ROWS = 16 or 32:
 // one or two m16 row blocks). kBlockM / ROWS warps run per CTA; kBlockN keys are staged per
-// pipeline step (2 stages). Register use grows with the bucket and ROWS (O is ROWS x HD
-// floats per warp, S is ROWS x kBlockN), shared memory with (kBlockM + 4 kBlockN) x HD elements.
+// pipeline step (kStages stages). Register use grows with the bucket and ROWS (O is ROWS x HD
+// floats per warp, S is ROWS x kBlockN), shared memory with (kBlockM + 2 kStages kBlockN) x HD elements.
 #pragma once
 
 namespace flash_attn_ext::cuda::v3 {
@@ -40,6 +40,8 @@ struct TileSizes16 {
   static constexpr int kBlockN = HD <= 64 ? 128 : 64;
   static constexpr bool kQInRegs = HD <= 128;          // above 128, Q fragments (HD/4 registers) would spill
   static constexpr int kMinBlocks = 1;                 // __launch_bounds__: no cap below 255 registers
+  static constexpr bool kPipe = false;  // kernel_rows32.cuh's pipelined loop: 32 rows per warp only
+  static constexpr int kPrefetch = 1, kStages = 2;
 };
 
 // 16-bit operands, 32 rows per warp (two m16 row blocks share every K and V fragment: half the
@@ -47,10 +49,20 @@ struct TileSizes16 {
 template <int HD>
 struct TileSizes16R32 {
   static_assert(HD <= kMaxHdRows32, "32 rows per warp: O alone takes HD registers per thread");
-  // 4 warps x 32 rows: 128-row CTAs; at E=128 Q + 2 K/V stages = 104 KB, so two CTAs (8 warps) share an SM.
+  // The pipelined key loop (kernel_rows32.cuh): Q*K^T of the next tile goes out before this tile's softmax, so
+  // a warp keeps its tensor pipe busy through its own softmax. Two score tiles are live beside O, which fits
+  // only while O is small: up to E = 64 (+18% at E = 32, +0-5% at E = 64; at E = 128 it needed 32-key tiles
+  // and lost 6-9%; NOTES_v3.md step 10).
+  static constexpr bool kPipe = HD <= 64;
+  // 4 warps x 32 rows: 128-row CTAs, two per SM (8 warps).
   static constexpr int kBlockM = 128;
-  // 64 keys at every bucket: S of 32 x 64 is 64 registers (32 x 128 at E=64 spilled 332 bytes, its mask words 64-bit).
+  // 64 keys: S of 32 x 64 is 64 registers beside O's HD; pipelined, two score tiles beside O's 64 (unpipelined,
+  // E = 64 ran 128-key tiles, FA2's there, 0-3% behind the pipelined loop at N >= 4096).
   static constexpr int kBlockN = 64;
+  // Tiles are loaded kPrefetch ahead into a ring of kStages: a pipelined step reads tile j's V and tile j + 1's
+  // K, with tile j + 2 loading.
+  static constexpr int kPrefetch = kPipe ? 2 : 1;
+  static constexpr int kStages = kPrefetch + 1;
   // Q of both row blocks would be HD/2 registers: kept only at 32; from 64 up read by ldmatrix per k-step, as
   // FA2 does (E=64 with Q in registers spilled 12 bytes, from shared memory none).
   static constexpr bool kQInRegs = HD <= 32;
@@ -73,6 +85,8 @@ struct TileSizes32 {
   static constexpr int kBlockN = HD <= 64 ? 64 : 32;    // fp32 K/V stages: 2 x 2 x 32 x HD x 4 bytes
   static constexpr bool kQInRegs = false;
   static constexpr int kMinBlocks = 1;
+  static constexpr bool kPipe = false;  // kernel_rows32.cuh's pipelined loop: 32 rows per warp only
+  static constexpr int kPrefetch = 1, kStages = 2;
 };
 
 // float32 modes have 16 rows per warp only.
