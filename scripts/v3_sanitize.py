@@ -18,7 +18,9 @@ for rows in ("16", "32"):
     for dt in (torch.bfloat16, torch.float16):
         for E, Ev, L, S, causal in ((64, 64, 300, 257, False), (128, 128, 257, 300, "top_left"),
                                     (128, 64, 300, 130, "bottom_right"), (40, 40, 97, 113, True),
-                                    (96, 96, 130, 200, False), (32, 32, 33, 70, "bottom_right")):
+                                    (96, 96, 130, 200, False), (32, 32, 33, 70, "bottom_right"),
+                                    # the pipelined loop (E <= 64): an odd and an even run of plain tiles
+                                    (64, 64, 200, 330, False), (32, 32, 300, 450, "top_left")):
             q = torch.randn(1, 4, L, E, device="cuda", dtype=dt)
             k = torch.randn(1, 2, S, E, device="cuda", dtype=dt)
             v = torch.randn(1, 2, S, Ev, device="cuda", dtype=dt)
