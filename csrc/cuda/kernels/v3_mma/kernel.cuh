@@ -35,7 +35,8 @@ struct KernelConfig {
   using Tiles = TileSizes<M, HD, ROWS>;
   static constexpr int kR = ROWS / 16;  // m16 row blocks per warp
   static constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kMinBlocks = Tiles::kMinBlocks;
-  static constexpr int kStages = Tiles::kStages, kPrefetch = Tiles::kPrefetch;  // K/V ring depth, tiles ahead
+  // Tiles are loaded kPrefetch ahead of the step that first reads them, so the ring holds the one being read too.
+  static constexpr int kPrefetch = Tiles::kPrefetch, kStages = kPrefetch + 1;
   static constexpr bool kPipe = Tiles::kPipe;
   static constexpr int kWarps = kBlockM / ROWS, kThreads = kWarps * 32;
   static constexpr bool kFp32 = is_fp32(M);

@@ -1,7 +1,8 @@
 // v3 tile sizes per operand mode, head-dim bucket and query rows per warp (ROWS = 16 or 32:
 // one or two m16 row blocks). kBlockM / ROWS warps run per CTA; kBlockN keys are staged per
-// pipeline step (kStages stages). Register use grows with the bucket and ROWS (O is ROWS x HD
-// floats per warp, S is ROWS x kBlockN), shared memory with (kBlockM + 2 kStages kBlockN) x HD elements.
+// pipeline step (kPrefetch + 1 stages). Register use grows with the bucket and ROWS (O is ROWS x HD
+// floats per warp, S is ROWS x kBlockN), shared memory with (kBlockM + 2 (kPrefetch + 1) kBlockN) x HD
+// elements.
 #pragma once
 
 namespace flash_attn_ext::cuda::v3 {
@@ -41,7 +42,7 @@ struct TileSizes16 {
   static constexpr bool kQInRegs = HD <= 128;          // above 128, Q fragments (HD/4 registers) would spill
   static constexpr int kMinBlocks = 1;                 // __launch_bounds__: no cap below 255 registers
   static constexpr bool kPipe = false;  // kernel_rows32.cuh's pipelined loop: 32 rows per warp only
-  static constexpr int kPrefetch = 1, kStages = 2;
+  static constexpr int kPrefetch = 1;
 };
 
 // 16-bit operands, 32 rows per warp (two m16 row blocks share every K and V fragment: half the
@@ -59,10 +60,9 @@ struct TileSizes16R32 {
   // 64 keys: S of 32 x 64 is 64 registers beside O's HD; pipelined, two score tiles beside O's 64 (unpipelined,
   // E = 64 ran 128-key tiles, FA2's there, 0-3% behind the pipelined loop at N >= 4096).
   static constexpr int kBlockN = 64;
-  // Tiles are loaded kPrefetch ahead into a ring of kStages: a pipelined step reads tile j's V and tile j + 1's
-  // K, with tile j + 2 loading.
+  // Tiles loaded ahead (a ring of kPrefetch + 1 stages): a pipelined step reads tile j's V and tile j + 1's K,
+  // with tile j + 2 loading.
   static constexpr int kPrefetch = kPipe ? 2 : 1;
-  static constexpr int kStages = kPrefetch + 1;
   // Q of both row blocks would be HD/2 registers: kept only at 32; from 64 up read by ldmatrix per k-step, as
   // FA2 does (E=64 with Q in registers spilled 12 bytes, from shared memory none).
   static constexpr bool kQInRegs = HD <= 32;
@@ -86,7 +86,7 @@ struct TileSizes32 {
   static constexpr bool kQInRegs = false;
   static constexpr int kMinBlocks = 1;
   static constexpr bool kPipe = false;  // kernel_rows32.cuh's pipelined loop: 32 rows per warp only
-  static constexpr int kPrefetch = 1, kStages = 2;
+  static constexpr int kPrefetch = 1;
 };
 
 // float32 modes have 16 rows per warp only.
