@@ -61,7 +61,7 @@ def check(name, mode, q, k, v, mask=None, causal=False, scale=None, prec="auto")
 
 def correctness(quick, modes=None):
     Ls = [1, 97, 113, 1025] if not quick else [1, 113]
-    Es = [8, 40, 59, 64, 80, 111, 128, 256]
+    Es = [8, 40, 59, 64, 80, 111, 128, 150, 192, 256]  # 150, 192, 256: the split K/V stages (E > 128)
     MODES = [m for m in globals()["MODES"] if modes is None or m[0] in modes]
     for (mode, dt, prec), E in itertools.product(MODES, Es):
         for L, S in ([(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1)] if not quick else [(113, 97)]):
@@ -93,6 +93,13 @@ def correctness(quick, modes=None):
                 mf = mf.masked_fill(torch.rand(shape, device=DEV) > 0.8, float("-inf"))
                 check(f"float mask {shape} {mdt}", mode, q, k, v, mask=mf, prec=prec)
             check(f"float mask {shape} causal", mode, q, k, v, mask=mf, causal=True, prec=prec)
+        # masks above E = 128, where K and V have one stage each (tile_sizes.h kSplitKV)
+        qw, kw, vw = rand(2, 2, 130, 256, dtype=dt), rand(2, 2, S, 256, dtype=dt), rand(2, 2, S, 200, dtype=dt)
+        mb = torch.rand(130, S, device=DEV) > 0.5
+        mb[5] = False
+        check("bool mask E256 Ev200 causal", mode, qw, kw, vw, mask=mb, causal="bottom_right", prec=prec)
+        mf = torch.randn(2, 1, 130, S, device=DEV).masked_fill(torch.rand(130, S, device=DEV) > 0.6, float("-inf"))
+        check("float mask E256 Ev200", mode, qw, kw, vw, mask=mf, prec=prec)
         # stride-0 mask through expand, non-contiguous mask (transposed)
         mb = (torch.rand(S, device=DEV) > 0.5).expand(L, S)
         check("expanded mask", mode, q, k, v, mask=mb, prec=prec)

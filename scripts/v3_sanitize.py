@@ -20,7 +20,9 @@ for rows in ("16", "32"):
                                     (128, 64, 300, 130, "bottom_right"), (40, 40, 97, 113, True),
                                     (96, 96, 130, 200, False), (32, 32, 33, 70, "bottom_right"),
                                     # the pipelined loop (E <= 64): an odd and an even run of plain tiles
-                                    (64, 64, 200, 330, False), (32, 32, 300, 450, "top_left")):
+                                    (64, 64, 200, 330, False), (32, 32, 300, 450, "top_left"),
+                                    # one K and one V stage (E > 128): an odd number of key tiles, a tail
+                                    (256, 256, 130, 193, "bottom_right"), (150, 150, 97, 130, False)):
             q = torch.randn(1, 4, L, E, device="cuda", dtype=dt)
             k = torch.randn(1, 2, S, E, device="cuda", dtype=dt)
             v = torch.randn(1, 2, S, Ev, device="cuda", dtype=dt)
@@ -33,5 +35,8 @@ for rows in ("16", "32"):
         mf = torch.randn(2, 1, 150, 150, device="cuda").masked_fill(mb.logical_not(), float("-inf"))
         fa.flash_attention(q, k, v, mask=mf, return_lse=True, kernel="v3_mma")
         calls += 2
+        q, k, v = (torch.randn(1, 2, 150, 256, device="cuda", dtype=dt) for _ in range(3))
+        fa.flash_attention(q, k, v, mask=mb, causal=True, kernel="v3_mma")
+        calls += 1
 torch.cuda.synchronize()
 print(f"v3_sanitize: {calls} calls done")

@@ -36,7 +36,9 @@ struct KernelConfig {
   static constexpr int kR = ROWS / 16;  // m16 row blocks per warp
   static constexpr int kBlockM = Tiles::kBlockM, kBlockN = Tiles::kBlockN, kMinBlocks = Tiles::kMinBlocks;
   // Tiles are loaded kPrefetch ahead of the step that first reads them, so the ring holds the one being read too.
-  static constexpr int kPrefetch = Tiles::kPrefetch, kStages = kPrefetch + 1;
+  // kSplitKV: one stage each for K and V, loaded in turn within a tile's step (kernel.cuh), not a ring.
+  static constexpr bool kSplitKV = Tiles::kSplitKV;
+  static constexpr int kPrefetch = Tiles::kPrefetch, kStages = kSplitKV ? 1 : kPrefetch + 1;
   static constexpr bool kPipe = Tiles::kPipe;
   static constexpr int kWarps = kBlockM / ROWS, kThreads = kWarps * 32;
   static constexpr bool kFp32 = is_fp32(M);
@@ -61,17 +63,19 @@ __device__ __forceinline__ void store_pair(Elem* dst, float x, float y, bool bf1
 }
 
 template <Mode M, int HD, bool CAUSAL>
-__global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kernel(const __grid_constant__ V3Args a) {
+__global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, KernelConfig<M, HD>::kMinBlocks)
+    v3_fwd_kernel(const __grid_constant__ V3Args a) {
   using Cfg = KernelConfig<M, HD>;
   using Elem = typename Cfg::Elem;
   constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, NT = Cfg::kThreads;
   constexpr int QKP = Cfg::kQKPitch, VP = Cfg::kVPitch;
+  constexpr bool kSplit = Cfg::kSplitKV;
   const FwdParams& p = a.p;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Elem* sQ = reinterpret_cast<Elem*>(smem_raw);
   Elem* sK = sQ + Cfg::kQElems;
-  Elem* sV = sK + 2 * Cfg::kKElems;
+  Elem* sV = sK + Cfg::kStages * Cfg::kKElems;
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   int64_t bh = blockIdx.x / a.n_qblocks, qb = blockIdx.x % a.n_qblocks;
@@ -93,16 +97,26 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
   const int n_tiles = static_cast<int>((key_end + BN - 1) / BN);
   const int E = static_cast<int>(p.E), Ev = static_cast<int>(p.Ev);
 
-  auto load_kv = [&](int j) {
-    const int64_t n0 = int64_t(j) * BN;
-    const int rows = static_cast<int>(key_end - n0 < BN ? key_end - n0 : BN);
-    copy_tile<Elem, BN, HD, QKP, NT>(sK + (j & 1) * Cfg::kKElems, kg + n0 * p.k_sl, p.k_sl, rows, E, a.k_vec, tid);
-    copy_tile<Elem, BN, HD, VP, NT>(sV + (j & 1) * Cfg::kVElems, vg + n0 * p.v_sl, p.v_sl, rows, Ev, a.v_vec, tid);
+  auto stage = [](int j) { return Cfg::kStages == 1 ? 0 : j & 1; };
+  auto tile_rows = [&](int j) {
+    const int64_t left = key_end - int64_t(j) * BN;
+    return static_cast<int>(left < BN ? left : BN);
+  };
+  auto load_k = [&](int j) {
+    const Elem* src = kg + int64_t(j) * BN * p.k_sl;
+    copy_tile<Elem, BN, HD, QKP, NT>(sK + stage(j) * Cfg::kKElems, src, p.k_sl, tile_rows(j), E, a.k_vec, tid);
+  };
+  auto load_v = [&](int j) {
+    const Elem* src = vg + int64_t(j) * BN * p.v_sl;
+    copy_tile<Elem, BN, HD, VP, NT>(sV + stage(j) * Cfg::kVElems, src, p.v_sl, tile_rows(j), Ev, a.v_vec, tid);
   };
 
   copy_tile<Elem, BM, HD, QKP, NT>(sQ, qg, p.q_sl, rows_valid, E, a.q_vec, tid);
   ptx::cp_async_commit();
-  if (n_tiles > 0) load_kv(0);
+  if (n_tiles > 0) {
+    load_k(0);
+    if (!kSplit) load_v(0);
+  }
   ptx::cp_async_commit();
 
   typename Cfg::Mma mma;
@@ -136,33 +150,47 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
 
   for (int j = 0; j < n_tiles; ++j) {
     ptx::cp_async_wait<0>();
-    __syncthreads();  // tile j is visible to all; every warp is done with tile j - 1's buffer
-    if (j + 1 < n_tiles) load_kv(j + 1);
+    // K_j is visible to all (V_j too without kSplit); every warp is done with tile j - 1's buffers.
+    __syncthreads();
+    if (kSplit) {
+      load_v(j);  // lands under Q*K_j^T
+    } else if (j + 1 < n_tiles) {
+      load_k(j + 1);
+      load_v(j + 1);
+    }
     ptx::cp_async_commit();
 
     const int64_t n0 = int64_t(j) * BN;
     // Warp-uniform: rows past L, or keys all right of this warp's last causal key.
-    if (r0 >= p.L || (CAUSAL && n0 > r0 + 15 + off)) continue;
-
-    bool masked = n0 + BN > p.S || (CAUSAL && n0 + BN - 1 > r0 + off) ||
-                  (p.mask_kind != MaskKind::kNone && r0 + 16 > p.L);
-    // Mask loads go out before Q*K^T and are first used after it: the products hide their latency.
-    const Bits<BN> mask_bits = has_bool ? bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss) : full_bits<BN>();
-
+    bool live = !(r0 >= p.L || (CAUSAL && n0 > r0 + 15 + off));
+    bool masked = false;
+    Bits<BN> vis = full_bits<BN>();
     float S[BN / 8][4];
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) S[i][0] = S[i][1] = S[i][2] = S[i][3] = 0.f;
-    mma.qk(S, sQw, sK + (j & 1) * Cfg::kKElems, lane);
+    if (live) {
+      masked = n0 + BN > p.S || (CAUSAL && n0 + BN - 1 > r0 + off) || (p.mask_kind != MaskKind::kNone && r0 + 16 > p.L);
+      // Mask loads go out before Q*K^T and are first used after it: the products hide their latency.
+      const Bits<BN> mask_bits = has_bool ? bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss) : full_bits<BN>();
+      mma.qk(S, sQw, sK + stage(j) * Cfg::kKElems, lane);
 
-    Bits<BN> vis = masked ? bounds_bits<BN, CAUSAL>(row_g, n0 + 2 * t, p.L, p.S, off) : full_bits<BN>();
-    if (has_bool) {
-      vis &= mask_bits;
-      masked = true;
+      if (masked) vis = bounds_bits<BN, CAUSAL>(row_g, n0 + 2 * t, p.L, p.S, off);
+      if (has_bool) {
+        vis &= mask_bits;
+        masked = true;
+      }
+      if (masked && !has_float) {
+        if (__all_sync(0xffffffffu, vis == 0)) live = false;  // nothing visible: no softmax update, no P*V
+        else if (__all_sync(0xffffffffu, vis == full_bits<BN>())) masked = false;
+      }
     }
-    if (masked && !has_float) {
-      if (__all_sync(0xffffffffu, vis == 0)) continue;  // nothing visible: no softmax update, no P*V
-      if (__all_sync(0xffffffffu, vis == full_bits<BN>())) masked = false;
+    if (kSplit) {
+      ptx::cp_async_wait<0>();
+      __syncthreads();  // V_j is visible to all; every warp is done with K_j
+      if (j + 1 < n_tiles) load_k(j + 1);  // lands under this tile's softmax and P*V
+      ptx::cp_async_commit();
     }
+    if (!live) continue;
 
     if (a.prescale) {
 #pragma unroll
@@ -193,9 +221,9 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, 1) v3_fwd_kerne
     const Bits<BN> keys = masked ? warp_key_bits<BN>(vis) : Bits<BN>{0};
     constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
     if (masked && __any_sync(0xffffffffu, keys != kAllKeys))
-      mma.template pv<true>(O, S, sV + (j & 1) * Cfg::kVElems, lane, keys);
+      mma.template pv<true>(O, S, sV + stage(j) * Cfg::kVElems, lane, keys);
     else
-      mma.template pv<false>(O, S, sV + (j & 1) * Cfg::kVElems, lane, Bits<BN>{0});
+      mma.template pv<false>(O, S, sV + stage(j) * Cfg::kVElems, lane, Bits<BN>{0});
   }
 
   // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.

@@ -1,8 +1,8 @@
 // v3 tile sizes per operand mode, head-dim bucket and query rows per warp (ROWS = 16 or 32:
 // one or two m16 row blocks). kBlockM / ROWS warps run per CTA; kBlockN keys are staged per
-// pipeline step (kPrefetch + 1 stages). Register use grows with the bucket and ROWS (O is ROWS x HD
-// floats per warp, S is ROWS x kBlockN), shared memory with (kBlockM + 2 (kPrefetch + 1) kBlockN) x HD
-// elements.
+// pipeline step (kPrefetch + 1 stages, or one stage each for K and V where kSplitKV). Register use grows
+// with the bucket and ROWS (O is ROWS x HD floats per warp, S is ROWS x kBlockN), shared memory with
+// (kBlockM + 2 x stages x kBlockN) x HD elements.
 #pragma once
 
 namespace flash_attn_ext::cuda::v3 {
@@ -33,14 +33,19 @@ template <int HD>
 struct TileSizes16 {
   // Up to 128: 4 warps, so two CTAs share an SM and one's softmax overlaps the other's
   // products (measured on the H200, E=128: 212 -> 222 TFLOP/s against one CTA of 8 warps).
-  // Above 128 the K/V stages need so much shared memory that only one CTA fits: 8 warps
-  // (E=256: 240 TFLOP/s with 8 warps, 178 with 4).
-  static constexpr int kBlockM = HD <= 128 ? 64 : 128;
+  // Above 128 also 4 warps, but only with K and V in one stage each (kSplitKV below): two stages
+  // of 64-key tiles beside Q fit one CTA per SM, and one CTA of 4 warps lost to one of 8 (E=256:
+  // 178 vs 240 TFLOP/s in step 2); one stage each fits two CTAs in the SM, FlashAttention-2's
+  // 64 x 64 tile at E=256 on the H100/H200 (NOTES_v3.md step 11).
+  static constexpr int kBlockM = 64;
   // Small heads: S (16 x 128 floats = 64 registers) still fits; wide key tiles halve the loop overhead.
   // From 96 up O grows: 64 keys keep S at 32 registers.
   static constexpr int kBlockN = HD <= 64 ? 128 : 64;
   static constexpr bool kQInRegs = HD <= 128;          // above 128, Q fragments (HD/4 registers) would spill
-  static constexpr int kMinBlocks = 1;                 // __launch_bounds__: no cap below 255 registers
+  // One stage each for K and V, loaded in turn: V_j under Q K_j^T, K_{j+1} under tile j's softmax and P V
+  // (two barriers per tile instead of one). Only where two stages would keep two CTAs off an SM.
+  static constexpr bool kSplitKV = HD > 128;
+  static constexpr int kMinBlocks = kSplitKV ? 2 : 1;  // __launch_bounds__: two CTAs of 128 threads, 255 registers
   static constexpr bool kPipe = false;  // kernel_rows32.cuh's pipelined loop: 32 rows per warp only
   static constexpr int kPrefetch = 1;
 };
@@ -66,6 +71,7 @@ struct TileSizes16R32 {
   // Q of both row blocks would be HD/2 registers: kept only at 32; from 64 up read by ldmatrix per k-step, as
   // FA2 does (E=64 with Q in registers spilled 12 bytes, from shared memory none).
   static constexpr bool kQInRegs = HD <= 32;
+  static constexpr bool kSplitKV = false;
   // Two CTAs of 128 threads per SM: 65536 / 256 threads = 255 registers, what the 32-row tile needs.
   static constexpr int kMinBlocks = 2;
 };
@@ -87,6 +93,7 @@ struct TileSizes32 {
   static constexpr int kMinBlocks = 1;
   static constexpr bool kPipe = false;  // kernel_rows32.cuh's pipelined loop: 32 rows per warp only
   static constexpr int kPrefetch = 1;
+  static constexpr bool kSplitKV = false;
 };
 
 // float32 modes have 16 rows per warp only.
