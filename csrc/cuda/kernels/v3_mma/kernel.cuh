@@ -11,6 +11,9 @@
 // only 0.65x its flash backend (FA2); ladder and misses in benchmarks/NOTES_v3.md.
 // This is the 16-rows-per-warp rung (FLASH_ATTN_EXT_V3_ROWS=16, and every float32 mode and head
 // dim above 128); kernel_rows32.cuh is the next one, 32 rows per warp (step 3).
+// Above E = 128 (step 11): 64-row CTAs with one K and one V stage, V_j loading under Q*K_j^T and
+// K_{j+1} under tile j's softmax and P*V, so two CTAs share an SM (FA2's tile there): +4-9% at
+// E = 160, 192 and 256 against one CTA of 8 warps with two stages.
 #pragma once
 
 #include <cmath>
