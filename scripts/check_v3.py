@@ -61,7 +61,8 @@ def check(name, mode, q, k, v, mask=None, causal=False, scale=None, prec="auto")
 
 def correctness(quick, modes=None):
     Ls = [1, 97, 113, 1025] if not quick else [1, 113]
-    Es = [8, 40, 59, 64, 80, 111, 128, 150, 192, 256]  # 150, 192, 256: the split K/V stages (E > 128)
+    # 96, 160, 192: rows of 12, 20, 24 16-byte chunks (tile_copy.cuh's generic loop); above 128: split K/V stages
+    Es = [8, 40, 59, 64, 80, 96, 111, 128, 150, 160, 192, 256]
     MODES = [m for m in globals()["MODES"] if modes is None or m[0] in modes]
     for (mode, dt, prec), E in itertools.product(MODES, Es):
         for L, S in ([(97, 113), (113, 97), (1025, 1025), (1, 1025), (1025, 1)] if not quick else [(113, 97)]):

@@ -22,7 +22,8 @@ for rows in ("16", "32"):
                                     # the pipelined loop (E <= 64): an odd and an even run of plain tiles
                                     (64, 64, 200, 330, False), (32, 32, 300, 450, "top_left"),
                                     # one K and one V stage (E > 128): an odd number of key tiles, a tail
-                                    (256, 256, 130, 193, "bottom_right"), (150, 150, 97, 130, False)):
+                                    (256, 256, 130, 193, "bottom_right"), (160, 160, 97, 130, False),
+                                    (192, 192, 70, 97, True)):
             q = torch.randn(1, 4, L, E, device="cuda", dtype=dt)
             k = torch.randn(1, 2, S, E, device="cuda", dtype=dt)
             v = torch.randn(1, 2, S, Ev, device="cuda", dtype=dt)
