@@ -3,7 +3,7 @@ GQA, strided views, hidden NaN keys, large logits, negative scale), a repeat-run
 then forward timings beside SDPA's flash and cuDNN backends. Short table last.
 
 Each variant named in V4_VARIANTS (comma-separated, see VARIANTS below) gets the whole sweep;
-those in V4_BENCH are timed side by side. --head-dims picks the E (== Ev) of both, 64,128,256 by default.
+those in V4_BENCH are timed side by side. --head-dims picks the E (== Ev) of both, 64,128,192,256 by default.
 
     python scripts/check_v4.py [--no-bench] [--no-check] [--json OUT.json] [--ns 1024,4096] [--dtypes bfloat16]
                                [--head-dims 256]
@@ -339,7 +339,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--ns", default="512,1024,4096,16384")
     ap.add_argument("--dtypes", default="bfloat16,float16")
-    ap.add_argument("--head-dims", default="64,128,256")
+    ap.add_argument("--head-dims", default="64,128,192,256")
     ap.add_argument("--causal", choices=("both", "yes", "no"), default="both", help="which timing rows")
     ap.add_argument("--mask-only", action="store_true",
                     help="only the bool-mask sweep and the mask timing rows (the unmasked paths are unchanged)")

@@ -22,7 +22,7 @@ template void run_v3<Mode::{enum}, {hd}, {causal}, {rows}>(const V3Args&, cudaSt
 
 
 V4_DTYPES = {"f16": "__half", "bf16": "__nv_bfloat16"}
-V4_HEAD_DIMS = [64, 128, 256]  # E == Ev; v4_wgmma_supports (kernels/v4_wgmma/launch.cu) takes these
+V4_HEAD_DIMS = [64, 128, 192, 256]  # E == Ev; v4_wgmma_supports (kernels/v4_wgmma/launch.cu) takes these
 V4_TF32_HEAD_DIMS = [64, 128]  # float32 inputs on TF32 (kernel_f32.cuh)
 
 V4_TEMPLATE = """// v4, {dtype}, E = {hd}, {causal_word}: one explicit instantiation per file.
@@ -32,6 +32,20 @@ namespace flash_attn_ext::cuda::v4 {{
 template bool run_v4<{ctype}, {hd}, {causal}>(const FwdParams&, cudaStream_t);
 }}  // namespace flash_attn_ext::cuda::v4
 """
+
+# v4's float32-accurate kernels (3xF16 the default on sm_90, 3xTF32 by request), E in V4_TF32_HEAD_DIMS.
+V4_X3_TEMPLATE = """// v4, {what}, E = {hd}, {causal_word}: one explicit instantiation per file.
+#include "../kernels/v4_wgmma/{header}"
+
+namespace flash_attn_ext::cuda::v4 {{
+template bool {fn}<{hd}, {causal}>(const FwdParams&, cudaStream_t);
+}}  // namespace flash_attn_ext::cuda::v4
+"""
+V4_X3_KINDS = {
+    "f16x3": {"what": "float32-accurate on fp16 tensor cores (3xF16)", "header": "launch_f16x3.cuh",
+              "fn": "run_v4_f16x3"},
+    "tf32x3": {"what": "float32-accurate (3xTF32)", "header": "launch_f32x3.cuh", "fn": "run_v4_f32x3"},
+}
 
 # v4 with a dense bool mask: causal is a run-time input of that kernel, so no causal axis.
 V4M_HEAD_DIMS = [64, 128]
@@ -97,6 +111,8 @@ def main():
                                      for dtype, ctype in V4_DTYPES.items() for hd in V4_HEAD_DIMS])
     write_family("v4", V4_TEMPLATE, [("tf32", hd, {"dtype": "float32 on TF32", "ctype": "float"})
                                      for hd in V4_TF32_HEAD_DIMS])
+    write_family("v4", V4_X3_TEMPLATE, [(kind, hd, fields) for kind, fields in V4_X3_KINDS.items()
+                                        for hd in V4_TF32_HEAD_DIMS])
     for dtype, ctype in V4_DTYPES.items():
         for hd in V4M_HEAD_DIMS:
             with open(os.path.join(OUT, f"v4m_{dtype}_hd{hd}.cu"), "w") as f:

@@ -4,7 +4,7 @@ write by hand without mistakes. Run from the repository root after changing N_LI
 TF32_N_LIST."""
 import os
 
-N_LIST = [32, 64, 80, 128, 176, 256]
+N_LIST = [32, 64, 80, 112, 128, 176, 192, 256]
 TYPES = {"bf16": "bf16", "f16": "f16"}
 # TF32 (float32 operands, k8): only the widths the float32 v4 kernel uses (its key tile for
 # S = Q K^T, its head dims for O += P V).

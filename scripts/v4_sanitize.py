@@ -1,11 +1,11 @@
-"""A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64, 128 and 256; the last shapes give the
+"""A few small v4_wgmma calls (tails, causal both ways, GQA, E = 64, 128, 192 and 256; the last shapes give the
 persistent kernel several work items per CTA when FLASH_ATTN_EXT_V4_CTAS caps its grid, some of them with
 no visible key) for compute-sanitizer. At these sizes the default routing runs the persistent kernels only;
 FLASH_ATTN_EXT_V4_PERSISTENT=0 puts every call on the one-item grid instead (S >= 2048 then reaches its wide
-tiles, except E = 128 causal). E = 256 (one 128 x 80 tile) gets its own, shorter list: key and query tails
-(257, 300: not multiples of 80 or 128), both causal alignments, whole query blocks that see no key, GQA.
-V4_SAN_E picks the head dims (comma-separated, 64,128,256 by default; others run padded, those above 128
-with E = 256's list).
+tiles, except E = 128 causal). E = 192 and 256 (one 128 x 112 or 128 x 80 tile each) get their own, shorter
+list: key and query tails (257, 300: not multiples of 80, 112 or 128), both causal alignments, whole query blocks
+that see no key, GQA. V4_SAN_E picks the head dims (comma-separated, 64,128,192,256 by default; others run
+padded, those above 128 with the shorter list).
 
     compute-sanitizer --tool synccheck python scripts/v4_sanitize.py
     compute-sanitizer --tool memcheck python scripts/v4_sanitize.py --mask   # bool masks only
@@ -60,7 +60,7 @@ elif "--mask" in sys.argv:
                 fa.flash_attention(q, k, v, mask=mask, causal=causal, kernel="v4_wgmma")
             fa.flash_attention(q, k, v, mask=mask, causal=causal, scale=-0.2, kernel="v4_wgmma")
 else:
-    for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,256").split(",")):
+    for E in (int(e) for e in os.environ.get("V4_SAN_E", "64,128,192,256").split(",")):
         for H, L, S, causal in CASES_256 if E > 128 else CASES:
             q = torch.randn(1, H, L, E, device="cuda", dtype=torch.bfloat16)
             k, v = (torch.randn(1, H // 2, S, E, device="cuda", dtype=torch.bfloat16) for _ in range(2))

@@ -295,7 +295,7 @@ KernelChoice choose_cuda_kernel(const FwdParams& p, const std::string& requested
                                    : "3xF16 tensor cores (float32-accurate, float32_precision='auto': each block of "
                                      "Q, K, V scaled by a power of two into fp16's range, each operand as two fp16 "
                                      "halves, three products per product)")};
-    return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev <= 256 (run on the next of 64, 128, 256 columns), ") +
+    return {"v4_wgmma", std::string("sm_90, 16-bit, E == Ev <= 256 (run on the next of 64, 128, 192, 256 columns), ") +
                             (p.mask_kind == MaskKind::kBool
                                  ? "a bool mask (packed to bits and classified per 128 x 128 tile once per call)"
                                  : "no mask") +

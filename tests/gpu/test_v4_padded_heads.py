@@ -1,4 +1,4 @@
-"""Head dims the Hopper rung pads: E == Ev below 256 that is not 64, 128 or 256 runs on the next of them, the
+"""Head dims the Hopper rung pads: E == Ev below 256 that is not 64, 128, 192 or 256 runs on the next of them, the
 TMA filling the columns past E with zeros (nothing in Q K^T, O columns that are never stored). Through the
 persistent, one-item, cross-item and masked kernels, with key and query tails, GQA, both causal alignments,
 and outputs whose rows end where E does (a stored padded column would land in the next row)."""
@@ -11,7 +11,7 @@ from support.runner import V4_PATHS, check, needs_sm90, on_v4_path
 
 pytestmark = needs_sm90
 
-HEAD_DIMS = [8, 40, 72, 96, 112, 160, 200]
+HEAD_DIMS = [8, 40, 72, 96, 112, 136, 160, 176, 200]
 
 
 @pytest.mark.parametrize("path", V4_PATHS, ids=[p[0] for p in V4_PATHS])

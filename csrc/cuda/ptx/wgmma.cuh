@@ -83,7 +83,7 @@ __device__ __forceinline__ uint64_t desc_advance(uint64_t desc, uint32_t bytes) 
   return (desc & 0xFFFFFFFF00000000ull) | static_cast<uint32_t>(static_cast<uint32_t>(desc) + (bytes >> 4));
 }
 
-// Typed dispatch: T is __nv_bfloat16 or __half, N the tile width (32, 64, 80, 128, 176 or 256);
+// Typed dispatch: T is __nv_bfloat16 or __half, N the tile width (32, 64, 80, 112, 128, 176, 192 or 256);
 // or T = float: TF32 m64nNk8 (N 32, 64 or 128), both operands K-major, one k-step = 8 values = the
 // same 32 bytes of a 128-byte swizzled row as a 16-bit k16 step, so descriptors advance alike.
 // TRANS_A = 1 (SS only) reads A MN-major: M contiguous in each 128-byte row, the descriptor's
@@ -108,11 +108,17 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uin
   } else if constexpr (N == 80) {
     if constexpr (kBf16) wgmma_ss_m64n80k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n80k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+  } else if constexpr (N == 112) {
+    if constexpr (kBf16) wgmma_ss_m64n112k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n112k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else if constexpr (N == 176) {
     if constexpr (kBf16) wgmma_ss_m64n176k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n176k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+  } else if constexpr (N == 192) {
+    if constexpr (kBf16) wgmma_ss_m64n192k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
+    else wgmma_ss_m64n192k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   } else {
-    static_assert(N == 256, "wgmma_ss: N must be 32, 64, 80, 128, 176 or 256");
+    static_assert(N == 256, "wgmma_ss: N must be 32, 64, 80, 112, 128, 176, 192 or 256");
     if constexpr (kBf16) wgmma_ss_m64n256k16_bf16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
     else wgmma_ss_m64n256k16_f16<TRANS_B, TRANS_A>(d, desc_a, desc_b, scale_d);
   }
@@ -138,11 +144,17 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[
   } else if constexpr (N == 80) {
     if constexpr (kBf16) wgmma_rs_m64n80k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n80k16_f16<TRANS_B>(d, a, desc_b, scale_d);
+  } else if constexpr (N == 112) {
+    if constexpr (kBf16) wgmma_rs_m64n112k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
+    else wgmma_rs_m64n112k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   } else if constexpr (N == 176) {
     if constexpr (kBf16) wgmma_rs_m64n176k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n176k16_f16<TRANS_B>(d, a, desc_b, scale_d);
+  } else if constexpr (N == 192) {
+    if constexpr (kBf16) wgmma_rs_m64n192k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
+    else wgmma_rs_m64n192k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   } else {
-    static_assert(N == 256, "wgmma_rs: N must be 32, 64, 80, 128, 176 or 256");
+    static_assert(N == 256, "wgmma_rs: N must be 32, 64, 80, 112, 128, 176, 192 or 256");
     if constexpr (kBf16) wgmma_rs_m64n256k16_bf16<TRANS_B>(d, a, desc_b, scale_d);
     else wgmma_rs_m64n256k16_f16<TRANS_B>(d, a, desc_b, scale_d);
   }

@@ -47,9 +47,9 @@ struct Cfg {
   static constexpr int kMaxSmemBytes = 233472 / CTAS - 1024;  // the SM's 228 KB, 1 KB reserved per CTA
   // An item's last key tile runs P V only over the narrowest multiple of kTailStep keys that covers
   // what its query block sees (kernel.cuh, with_tail_width); 0: always over the whole tile. Only the
-  // 80-key tiles (E = 256, below) take it: elsewhere the key tiles divide the query blocks, so causal
-  // items end on whole tiles.
-  static constexpr int kTailStep = BN == 80 ? 16 : 0;
+  // 80- and 112-key tiles (E = 256 and 192, below) take it: elsewhere the key tiles divide the query
+  // blocks, so causal items end on whole tiles.
+  static constexpr int kTailStep = BN == 80 || BN == 112 ? 16 : 0;
 
   struct alignas(1024) Smem {
     alignas(1024) uint16_t q[BM * E];
@@ -100,6 +100,15 @@ struct Cfg {
 //   consumer thread, leaving ~50 of 240 for addresses, softmax state and descriptors.
 // - The persistent layout keeps one Q buffer and no O staging tile (they would add 128 KB).
 constexpr int kBlockN256 = 80;
+
+// E = 192 (head dims 129..192, which ran on E = 256's tile before: a third more products at E = 192, three
+// fifths at 160): the same shape of tile as E = 256, BM = 128 in two consumer warpgroups.
+// - BN = 112: shared memory is Q 48 KB + 2 stages x (K + V) 2 x 42 KB = 216 KB; 128 keys would need 240 KB.
+// - registers of the overlapped loop: O 96 + S_{j+1} 56 + P_j 28 = 180 per consumer thread of 240.
+// - 112 keys do not divide the 128-row query blocks, so the last tile of a causal item runs P V as narrow as
+//   its visible keys (kTailStep), as E = 256's 80-key tiles do.
+// - the persistent layout keeps one Q buffer and no O staging tile, as at E = 256.
+constexpr int kBlockN192 = 112;
 
 // The float32 (TF32) kernel's tile (kernel_f32.cuh): BM = 128 rows in two consumer warpgroups,
 // BN = 64 keys. Float32 doubles every tile's bytes, and V needs a second, transposed copy:

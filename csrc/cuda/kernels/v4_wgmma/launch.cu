@@ -11,7 +11,7 @@
 namespace flash_attn_ext::cuda {
 namespace {
 
-// Head dims run on the next of 64, 128, 256 (zeros past p.E: the TMA's fill, prepare() in launch_template.cuh,
+// Head dims run on the next of 64, 128, 192, 256 (zeros past p.E: the TMA's fill, prepare() in launch_template.cuh,
 // or the 3xF16 kernel's own loads).
 // float32 runs on TF32 (float32_precision='tf32'), float32-accurate 3xTF32 ('3xtf32') or float32-accurate 3xF16
 // ('auto': half 3xTF32's tensor and shared-memory cost per product, as accurate; benchmarks/NOTES_v4.md).
@@ -26,6 +26,7 @@ bool run_e(const FwdParams& p, cudaStream_t s) {
   if (p.E <= 64) return v4::run_v4<T, 64, CAUSAL>(p, s);
   if (p.E <= 128) return v4::run_v4<T, 128, CAUSAL>(p, s);
   if constexpr (std::is_same<T, float>::value) return false;
+  else if (p.E <= 192) return v4::run_v4<T, 192, CAUSAL>(p, s);
   else return v4::run_v4<T, 256, CAUSAL>(p, s);
 }
 
@@ -52,7 +53,7 @@ bool v4_wgmma_supports(const FwdParams& p, int sm, std::string* why) {
   } else if (p.dtype != ScalarKind::kBFloat16 && p.dtype != ScalarKind::kFloat16) {
     return no("takes float16/bfloat16, or float32 with float32_precision='tf32'");
   }
-  if (p.E != p.Ev || p.E > 256) return no("takes E == Ev up to 256 only (run on 64, 128 or 256 columns)");
+  if (p.E != p.Ev || p.E > 256) return no("takes E == Ev up to 256 only (run on 64, 128, 192 or 256 columns)");
   if (p.mask_kind == MaskKind::kFloat)
     return no("takes bool masks but not float (additive) masks yet: those run on v3_mma");
   if (p.mask_kind == MaskKind::kBool) {

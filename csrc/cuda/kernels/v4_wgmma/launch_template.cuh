@@ -182,7 +182,9 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
   }
 }
 
-// E = 256: one tile everywhere, Cfg<256, 128, kBlockN256> (128 x 80; config.h says why), with the
+// E = 192 and 256: one tile each everywhere, Cfg<E, 128, kBlockN192 or kBlockN256> (128 x 112, 128 x 80;
+// config.h says why). What follows was measured at E = 256; E = 192 (session 13) takes the same routing.
+// E = 256: Cfg<256, 128, kBlockN256>, with the
 // overlapped loop and without pingpong (FlashAttention-3's choice at head dims > 128: with 4E = 1024
 // matmul flops per exp2 the softmax hides under the warpgroup's own PV, and the turns only add waits;
 // measured even or 2-4% ahead at N <= 1024 and 7% behind at 16k with them, NOTES_v4.md; with the
@@ -191,9 +193,9 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 // lost 1-6%); FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off. A/B switches:
 // FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong (one-item grid), FLASH_ATTN_EXT_V4_SIMPLE=1 runs the
 // unpipelined loop on the same tile.
-template <typename T, bool CAUSAL>
-bool run_v4_e256(const FwdParams& p, cudaStream_t stream) {
-  using C = Cfg<256, 128, kBlockN256>;
+template <typename T, int E, bool CAUSAL>
+bool run_v4_wide(const FwdParams& p, cudaStream_t stream) {
+  using C = Cfg<E, 128, E == 256 ? kBlockN256 : kBlockN192>;
   if (env_flag("FLASH_ATTN_EXT_V4_SIMPLE", false)) return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   if (env_flag("FLASH_ATTN_EXT_V4_PINGPONG", false)) return run_cfg<T, C, CAUSAL, true, true>(p, stream);
   if (env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= 2048)) return run_persistent<T, C, CAUSAL, true, false>(p, stream);
@@ -231,12 +233,12 @@ bool run_v4_f32(const FwdParams& p, cudaStream_t stream) {
 
 template <typename T, int E, bool CAUSAL>
 bool run_v4(const FwdParams& p, cudaStream_t stream) {
-  static_assert(E == 64 || E == 128 || E == 256, "v4: E in {64, 128, 256}");
+  static_assert(E == 64 || E == 128 || E == 192 || E == 256, "v4: E in {64, 128, 192, 256}");
   if constexpr (std::is_same<T, float>::value) {
-    static_assert(E != 256, "v4 f32: E in {64, 128}");
+    static_assert(E <= 128, "v4 f32: E in {64, 128}");
     return run_v4_f32<E, CAUSAL>(p, stream);
-  } else if constexpr (E == 256) {
-    return run_v4_e256<T, CAUSAL>(p, stream);
+  } else if constexpr (E > 128) {
+    return run_v4_wide<T, E, CAUSAL>(p, stream);
   } else {
     return run_v4_e64_e128<T, E, CAUSAL>(p, stream);
   }
