@@ -38,6 +38,8 @@
 //   N = 512, +7-15% at N = 1024 (step 17).
 // - wgmma descriptors advanced by one add per k-step (tile_desc): +2-6% at E = 128 and 256 and at
 //   E = 64 causal (step 18).
+// - a 128 x 112 tile for head dims 129..192, which ran on E = 256's: +14-28% at E = 192, +15-34% at
+//   E = 160 (step 20).
 #pragma once
 
 #include <cuda.h>
