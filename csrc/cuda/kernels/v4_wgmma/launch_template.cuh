@@ -183,7 +183,9 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 }
 
 // E = 192 and 256: one tile each everywhere, Cfg<E, 128, kBlockN192 or kBlockN256> (128 x 112, 128 x 80;
-// config.h says why). What follows was measured at E = 256; E = 192 (session 13) takes the same routing.
+// config.h says why). What follows was measured at E = 256; E = 192 (session 13) takes the same routing but
+// for the persistent kernel up to S = 4096, where it beat the one-item grid by 2-5% in two runs of both dtypes
+// (NOTES_v4.md step 20; at 8192 and 16k within +-3%, at 2048 either way by dtype).
 // E = 256: Cfg<256, 128, kBlockN256>, with the
 // overlapped loop and without pingpong (FlashAttention-3's choice at head dims > 128: with 4E = 1024
 // matmul flops per exp2 the softmax hides under the warpgroup's own PV, and the turns only add waits;
@@ -198,7 +200,8 @@ bool run_v4_wide(const FwdParams& p, cudaStream_t stream) {
   using C = Cfg<E, 128, E == 256 ? kBlockN256 : kBlockN192>;
   if (env_flag("FLASH_ATTN_EXT_V4_SIMPLE", false)) return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   if (env_flag("FLASH_ATTN_EXT_V4_PINGPONG", false)) return run_cfg<T, C, CAUSAL, true, true>(p, stream);
-  if (env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= 2048)) return run_persistent<T, C, CAUSAL, true, false>(p, stream);
+  if (env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= (E == 192 ? 4096 : 2048)))
+    return run_persistent<T, C, CAUSAL, true, false>(p, stream);
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
