@@ -42,6 +42,8 @@ struct KernelConfig {
   // kSplitKV: one stage each for K and V, loaded in turn within a tile's step (kernel.cuh), not a ring.
   static constexpr bool kSplitKV = Tiles::kSplitKV;
   static constexpr int kPrefetch = Tiles::kPrefetch, kStages = kSplitKV ? 1 : kPrefetch + 1;
+  // The ring stage key tile j lives in.
+  __device__ static constexpr int stage(int j) { return static_cast<int>(static_cast<unsigned>(j) % kStages); }
   static constexpr bool kPipe = Tiles::kPipe;
   static constexpr int kWarps = kBlockM / ROWS, kThreads = kWarps * 32;
   static constexpr bool kFp32 = is_fp32(M);
@@ -100,25 +102,24 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, KernelConfig<M,
   const int n_tiles = static_cast<int>((key_end + BN - 1) / BN);
   const int E = static_cast<int>(p.E), Ev = static_cast<int>(p.Ev);
 
-  auto stage = [](int j) { return Cfg::kStages == 1 ? 0 : j & 1; };
   auto tile_rows = [&](int j) {
     const int64_t left = key_end - int64_t(j) * BN;
     return static_cast<int>(left < BN ? left : BN);
   };
   auto load_k = [&](int j) {
-    const Elem* src = kg + int64_t(j) * BN * p.k_sl;
-    copy_tile<Elem, BN, HD, QKP, NT>(sK + stage(j) * Cfg::kKElems, src, p.k_sl, tile_rows(j), E, a.k_vec, tid);
+    Elem* dst = sK + Cfg::stage(j) * Cfg::kKElems;
+    copy_tile<Elem, BN, HD, QKP, NT>(dst, kg + int64_t(j) * BN * p.k_sl, p.k_sl, tile_rows(j), E, a.k_vec, tid);
   };
   auto load_v = [&](int j) {
-    const Elem* src = vg + int64_t(j) * BN * p.v_sl;
-    copy_tile<Elem, BN, HD, VP, NT>(sV + stage(j) * Cfg::kVElems, src, p.v_sl, tile_rows(j), Ev, a.v_vec, tid);
+    Elem* dst = sV + Cfg::stage(j) * Cfg::kVElems;
+    copy_tile<Elem, BN, HD, VP, NT>(dst, vg + int64_t(j) * BN * p.v_sl, p.v_sl, tile_rows(j), Ev, a.v_vec, tid);
   };
 
   copy_tile<Elem, BM, HD, QKP, NT>(sQ, qg, p.q_sl, rows_valid, E, a.q_vec, tid);
   ptx::cp_async_commit();
   if (n_tiles > 0) {
     load_k(0);
-    if (!kSplit) load_v(0);
+    if constexpr (!kSplit) load_v(0);
   }
   ptx::cp_async_commit();
 
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, KernelConfig<M,
     ptx::cp_async_wait<0>();
     // K_j is visible to all (V_j too without kSplit); every warp is done with tile j - 1's buffers.
     __syncthreads();
-    if (kSplit) {
+    if constexpr (kSplit) {
       load_v(j);  // lands under Q*K_j^T
     } else if (j + 1 < n_tiles) {
       load_k(j + 1);
@@ -175,7 +176,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, KernelConfig<M,
       masked = n0 + BN > p.S || (CAUSAL && n0 + BN - 1 > r0 + off) || (p.mask_kind != MaskKind::kNone && r0 + 16 > p.L);
       // Mask loads go out before Q*K^T and are first used after it: the products hide their latency.
       const Bits<BN> mask_bits = has_bool ? bool_mask_bits<BN>(mrow, n0 + 2 * t, p.S, p.m_ss) : full_bits<BN>();
-      mma.qk(S, sQw, sK + stage(j) * Cfg::kKElems, lane);
+      mma.qk(S, sQw, sK + Cfg::stage(j) * Cfg::kKElems, lane);
 
       if (masked) vis = bounds_bits<BN, CAUSAL>(row_g, n0 + 2 * t, p.L, p.S, off);
       if (has_bool) {
@@ -187,7 +188,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, KernelConfig<M,
         else if (__all_sync(0xffffffffu, vis == full_bits<BN>())) masked = false;
       }
     }
-    if (kSplit) {
+    if constexpr (kSplit) {
       ptx::cp_async_wait<0>();
       __syncthreads();  // V_j is visible to all; every warp is done with K_j
       if (j + 1 < n_tiles) load_k(j + 1);  // lands under this tile's softmax and P*V
@@ -224,9 +225,9 @@ __global__ void __launch_bounds__(KernelConfig<M, HD>::kThreads, KernelConfig<M,
     const Bits<BN> keys = masked ? warp_key_bits<BN>(vis) : Bits<BN>{0};
     constexpr Bits<BN> kAllKeys = full_bits<BN>() & static_cast<Bits<BN>>(0x3333333333333333ull);
     if (masked && __any_sync(0xffffffffu, keys != kAllKeys))
-      mma.template pv<true>(O, S, sV + stage(j) * Cfg::kVElems, lane, keys);
+      mma.template pv<true>(O, S, sV + Cfg::stage(j) * Cfg::kVElems, lane, keys);
     else
-      mma.template pv<false>(O, S, sV + stage(j) * Cfg::kVElems, lane, Bits<BN>{0});
+      mma.template pv<false>(O, S, sV + Cfg::stage(j) * Cfg::kVElems, lane, Bits<BN>{0});
   }
 
   // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.

@@ -42,9 +42,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
   Elem* sK = sQ + Cfg::kQElems;
   constexpr int ST = Cfg::kStages;
   Elem* sV = sK + ST * Cfg::kKElems;
-  constexpr int D = Cfg::kPrefetch;
-  // Tile j lives in ring stage j % ST and is loaded D tiles ahead of the step that first reads it.
-  auto stage = [](int j) { return static_cast<int>(static_cast<unsigned>(j) % ST); };
+  constexpr int D = Cfg::kPrefetch;  // tile j is loaded D tiles ahead of the step that first reads it
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   int64_t bh = blockIdx.x / a.n_qblocks, qb = blockIdx.x % a.n_qblocks;
@@ -69,8 +67,9 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
   auto load_kv = [&](int j) {
     const int64_t n0 = int64_t(j) * BN;
     const int rows = static_cast<int>(key_end - n0 < BN ? key_end - n0 : BN);
-    copy_tile<Elem, BN, HD, QKP, NT>(sK + stage(j) * Cfg::kKElems, kg + n0 * p.k_sl, p.k_sl, rows, E, a.k_vec, tid);
-    copy_tile<Elem, BN, HD, VP, NT>(sV + stage(j) * Cfg::kVElems, vg + n0 * p.v_sl, p.v_sl, rows, Ev, a.v_vec, tid);
+    const int st = Cfg::stage(j);
+    copy_tile<Elem, BN, HD, QKP, NT>(sK + st * Cfg::kKElems, kg + n0 * p.k_sl, p.k_sl, rows, E, a.k_vec, tid);
+    copy_tile<Elem, BN, HD, VP, NT>(sV + st * Cfg::kVElems, vg + n0 * p.v_sl, p.v_sl, rows, Ev, a.v_vec, tid);
   };
 
   copy_tile<Elem, BM, HD, QKP, NT>(sQ, qg, p.q_sl, rows_valid, E, a.q_vec, tid);
@@ -114,7 +113,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
     for (int rb = 0; rb < R; ++rb)
 #pragma unroll
       for (int i = 0; i < BN / 8; ++i) S[rb][i][0] = S[rb][i][1] = S[rb][i][2] = S[rb][i][3] = 0.f;
-    mma.qk(S, sQw, sK + stage(j) * Cfg::kKElems, lane);
+    mma.qk(S, sQw, sK + Cfg::stage(j) * Cfg::kKElems, lane);
   };
   // The lazy max (softmax.cuh) from E = 128 up, where O's rescale is 2 FMULs per score: +3-5% there, -3-4%
   // at E = 64 (1 per score; NOTES_v3.md step 7).
@@ -141,7 +140,7 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
       ptx::cp_async_commit();
       scores(Snext, j + 1);
       softmax(Sj);
-      mma.template pv<false>(O, Sj, sV + stage(j) * Cfg::kVElems, lane, kAllKeys);
+      mma.template pv<false>(O, Sj, sV + Cfg::stage(j) * Cfg::kVElems, lane, kAllKeys);
     };
     if (n_plain > 0) {
       float Sa[R][BN / 8][4], Sb[R][BN / 8][4];
@@ -247,9 +246,9 @@ __global__ void __launch_bounds__(KernelConfig<M, HD, 32>::kThreads, KernelConfi
     // at E = 128). One masked body for both had been kept for fewer spills (E = 128: 72 / 132 bytes
     // instead of 108 / 148), but the split measured 3-12% faster there (NOTES_v3.md step 6).
     if (masked)
-      mma.template pv<true>(O, S, sV + stage(j) * Cfg::kVElems, lane, keys);
+      mma.template pv<true>(O, S, sV + Cfg::stage(j) * Cfg::kVElems, lane, keys);
     else
-      mma.template pv<false>(O, S, sV + stage(j) * Cfg::kVElems, lane, kAllKeys);
+      mma.template pv<false>(O, S, sV + Cfg::stage(j) * Cfg::kVElems, lane, kAllKeys);
   }
 
   // Epilogue: normalise, write LSE, stage O through this warp's Q rows, store rows < L.
