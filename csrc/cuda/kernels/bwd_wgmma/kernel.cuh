@@ -366,7 +366,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  const int wg = threadIdx.x / 128;
+  const int wg = ptx::warpgroup_index();
   if (wg == 0) {
     ptx::setmaxnreg_dec<kProducerRegs>();
     if (threadIdx.x < 32 && w.n_items > 0) produce<C>(&tq, &tk, &tv, &tdo, s, a, w, b, hk, n0);

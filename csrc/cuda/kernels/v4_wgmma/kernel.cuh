@@ -712,7 +712,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
   }
   __syncthreads();
 
-  const int wg = threadIdx.x / 128;
+  const int wg = ptx::warpgroup_index();
   if (wg == 0) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
     if (threadIdx.x == 0 && n_tiles > 0) produce<C>(&tq, &tk, &tv, s, row0, h, hk, b, n_tiles);
@@ -792,7 +792,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
   if (threadIdx.x == 0) init_persistent_barriers<C>(s);
   __syncthreads();
 
-  const int wg = threadIdx.x / 128;
+  const int wg = ptx::warpgroup_index();
   if (wg == 0) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
     if (threadIdx.x == 0) produce_items<C, CAUSAL>(&tq, &tk, &tv, a, s);

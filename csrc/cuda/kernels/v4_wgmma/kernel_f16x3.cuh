@@ -140,7 +140,7 @@ template <class C>
 __device__ __forceinline__ void produce_f16x3(const ArgsF32x3& a, typename C::Smem& s, const Item& w,
                                               int n_tiles) {
   constexpr int kBlockN = C::kBlockN, kTile = C::kTileElems * 2;  // bytes of one half of a slot
-  const int hk = w.h / a.group, pw = threadIdx.x / 128;
+  const int hk = w.h / a.group, pw = ptx::warpgroup_index();
   const float* kh = a.k + w.b * a.k_sb + hk * a.k_sh;
   const float* vh = a.v + w.b * a.v_sb + hk * a.v_sh;
   int uses = 0;  // tiles this warpgroup has reduced (red's buffer)
@@ -373,7 +373,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f16x3_kernel(const Args
 
   init_ring_barriers<C>(s);
 
-  const int wg = threadIdx.x / 128;
+  const int wg = ptx::warpgroup_index();
   if (wg < C::kProducerWarpgroups) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
     if (n_tiles > 0) produce_f16x3<C>(a, s, w, n_tiles);

@@ -373,7 +373,7 @@ __global__ void __launch_bounds__(C::kThreads, 1) v4_fwd_f32x3_kernel(const Args
 
   init_ring_barriers<C>(s);
 
-  const int wg = threadIdx.x / 128;
+  const int wg = ptx::warpgroup_index();
   if (wg < C::kProducerWarpgroups) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
     if (n_tiles > 0) produce_f32x3<C>(a, s, w, n_tiles);

@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kCtasPerSm)
   }
   __syncthreads();
 
-  const int wg = threadIdx.x / 128;
+  const int wg = ptx::warpgroup_index();
   if (wg == 0) {
     ptx::setmaxnreg_dec<C::kProducerRegs>();
     if (threadIdx.x == 0 && n_tiles > 0) {
