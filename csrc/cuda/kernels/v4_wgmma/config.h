@@ -34,6 +34,10 @@ struct Cfg {
   // step 11: +2-5% against rescaling every tile).
   static constexpr bool kLazyRescale = true;
   static constexpr bool kExactRescale = false;  // softmax.cuh: only the float32-accurate kernel needs it
+  // Tiles after a row's first skip the row max while no score passes the running max by more than
+  // log2(kSkipMaxSum) (softmax.cuh exps_at_running_max; kernel.cuh attend; NOTES_v4.md step 22).
+  // Not at E > 128 (-2..-5% at E = 256, N <= 1024) nor with three consumer warpgroups (160 registers: spills).
+  static constexpr bool kSkipMax = kConsumerWarpgroups == 2 && E_ <= 128;
   // Registers per thread after setmaxnreg: the producer keeps a few, consumers take the rest. setmaxnreg
   // moves registers within the CTA's launch allocation, 65536 / (kThreads * CTAS) per thread rounded down
   // to 8 (a consumer asking for more than is free would wait forever): one CTA of 384 threads gets 168,
@@ -134,6 +138,7 @@ struct CfgF32 {
   static constexpr int kVStages = 3;
   static constexpr bool kLazyRescale = false;  // the float32 kernel: not measured there
   static constexpr bool kExactRescale = false;  // TF32's own error is far above the drift it removes
+  static constexpr bool kSkipMax = false;       // the float32 kernel: not measured there
   static constexpr int kTailStep = 0;            // whole last tiles
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
@@ -257,6 +262,7 @@ struct Args {
   float scale_log2;  // c = |scale| * log2(e) > 0 (prepare() in launch_template.cuh)
   int negate_q;      // 1: the scale was negative, the consumers flip Q's sign (kernel.cuh)
   int narrow_tail;   // 1: narrow last tiles where C::kTailStep allows (0: the A/B switch turned them off)
+  int skip_max;      // 1: tiles after a row's first skip the row max where C::kSkipMax (launch_template.cuh)
 };
 
 // The float32 kernel reads V with ordinary loads (to transpose it), so it also needs V itself.

@@ -40,6 +40,11 @@
 //   E = 64 causal (step 18).
 // - a 128 x 112 tile for head dims 129..192, which ran on E = 256's: +14-28% at E = 192, +15-34% at
 //   E = 160 (step 20).
+// - the warpgroup index read as a warp-uniform value (ptx::warpgroup_index), so Q's descriptors live in
+//   uniform registers: 105 fewer instructions per two 176-key tiles, +1-4% (step 21).
+// - after a row's first tile, the softmax against the running max without the tile's max, with a
+//   warpgroup vote and the tile computed again when a score passes it by 2^15 (softmax_skip_max): E = 128
+//   +3-12% (N = 16k 675 vs 640 TFLOP/s), E = 64 causal +2-5% (step 22).
 #pragma once
 
 #include <cuda.h>
@@ -402,6 +407,35 @@ __device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
 }
 
+// C::kSkipMax (a.skip_max at run time): the softmax of key tile j, not a row's first, without the row max
+// (softmax.cuh, exps_at_running_max), after the tile's mask where `masked`. The consumer warpgroup votes on the
+// result; if any thread's rows failed, S_j is computed again from the K stage at k_base and takes the whole
+// step (which may move the running max). So the caller releases that stage, and Q on an item's last tile, only
+// after this returns; a P V still in flight is waited for before the new Q K^T.
+template <typename T, class C, bool CAUSAL>
+__device__ __forceinline__ void softmax_skip_max(float (&sc)[C::kBlockN / 2], float (&o)[C::E / 2], const Args& a,
+                                                 int j, bool masked, int row_g, int t, int cw, uint32_t q_base,
+                                                 uint32_t k_base, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+  constexpr int kBlockN = C::kBlockN;
+  if (masked) hide_scores<kBlockN, CAUSAL>(sc, row_g, j * kBlockN, t, a.S, a.causal_offset);
+  float sum[2];
+  const bool ok = exps_at_running_max<kBlockN>(sc, m, sum, a.scale_log2);
+  if (!ptx::named_bar_any(kWarpgroupBarrier + cw, 128, !ok)) {
+    l[0] += sum[0];
+    l[1] += sum[1];
+    alpha[0] = alpha[1] = 1.f;
+    return;
+  }
+  ptx::wgmma_wait<0>();
+  ptx::fence_operands(o);
+  ptx::wgmma_fence();
+  issue_qk<T, C>(sc, q_base, k_base);
+  ptx::wgmma_wait<0>();
+  ptx::fence_operands(sc);
+  if (masked) hide_scores<kBlockN, CAUSAL>(sc, row_g, j * kBlockN, t, a.S, a.causal_offset);
+  softmax_step<C>(sc, m, l, alpha, a.scale_log2);
+}
+
 // One consumer warpgroup's attention over one work item: 64 query rows starting at
 // row0 + 64 * cw; leaves the unnormalised O, the row max m and this thread's partial sums l.
 // OVERLAP = false: per tile, S = QK^T, wait, softmax, O += PV, wait (each unit idles while
@@ -453,6 +487,9 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   auto release_q = [&] {
     if (r.q_empty != 0 && lane == 0) ptx::mbar_arrive(r.q_empty);
   };
+  // The unpipelined loop (the two-CTA E = 64 kernel: 104 registers do not hold both forms of the step without
+  // spilling) always skips the row max where C::kSkipMax; the overlapped loop where a.skip_max says so too.
+  const bool skip_max = C::kSkipMax && (!OVERLAP || a.skip_max);
 
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_tiles; ++j) {
@@ -463,9 +500,17 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
-      if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
-      if (j + 1 == n_tiles) release_q();
-      softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+      if (skip_max && j > 0) {
+        const int key0 = j * kBlockN;
+        const bool masked = key0 + kBlockN > a.S || (CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset);
+        softmax_skip_max<T, C, CAUSAL>(sc, o, a, j, masked, row_g, t, cw, q_base(), k_base(j), m, l, alpha);
+        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
+        if (j + 1 == n_tiles) release_q();
+      } else {
+        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
+        if (j + 1 == n_tiles) release_q();
+        softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
+      }
       rescale_o<C>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
       ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
@@ -505,10 +550,16 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
-      if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-      if (j + 2 == n_tiles) release_q();
-      if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
-      softmax_step<C>(sc, m, l, alpha, a.scale_log2);
+      if (skip_max) {
+        softmax_skip_max<T, C, CAUSAL>(sc, o, a, j + 1, kMask, row_g, t, cw, q_base(), k_base(j + 1), m, l, alpha);
+        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
+        if (j + 2 == n_tiles) release_q();
+      } else {
+        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
+        if (j + 2 == n_tiles) release_q();
+        if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
+        softmax_step<C>(sc, m, l, alpha, a.scale_log2);
+      }
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);

@@ -111,6 +111,35 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
   }
 }
 
+// The online-softmax step without the row max, for tiles after a row's first (kernel.cuh, C::kSkipMax):
+// exponentials against the running max as it stands, p = exp2(s c - m c), and this thread's partial row
+// sums of the tile. Returns false when a row of this thread has no max yet, or when a partial sum passes
+// kSkipMaxSum, i.e. some score lies more than log2(kSkipMaxSum) above the running max (NaN fails too); then
+// s holds nothing useful and the caller computes the tile again on online_softmax's path. Otherwise every p
+// is at most kSkipMaxSum, which fp16 P holds, and the running max, the O accumulator and l stay as they are
+// (alpha 1) but for l += sum. The saving: one max (FMNMX) per score and the row's shuffles.
+constexpr float kSkipMaxSum = 32768.f;  // 2^15: P in fp16 reaches 65504
+
+template <int N>
+__device__ __forceinline__ bool exps_at_running_max(float (&s)[N / 2], const float (&m)[2], float (&sum)[2],
+                                                    float c) {
+  bool ok = true;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float base = m[r] * c;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
+      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
+      acc += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+    }
+    sum[r] = acc;
+    ok = ok && m[r] != -INFINITY && acc <= kSkipMaxSum;
+  }
+  return ok;
+}
+
 template <int N>
 __device__ __forceinline__ void rescale(float (&o)[N / 2], const float (&alpha)[2]) {
 #pragma unroll
