@@ -57,6 +57,19 @@ __device__ __forceinline__ void hide_scores(float (&s)[N / 2], int row_g, int ke
   }
 }
 
+// Row r's scores of this thread (of rows g and g + 8) into p = exp2(s c - base), in place; returns their sum.
+template <int N>
+__device__ __forceinline__ float row_exps(float (&s)[N / 2], int r, float c, float base) {
+  float sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+    s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
+    s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
+    sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
+  }
+  return sum;
+}
+
 // One online-softmax step on raw scores: updates the running max m[2] (raw units) and the
 // per-thread partial sum l[2] of rows g and g+8, turns s into probabilities exp2(s c - m c)
 // and returns the factors alpha[2] that rescale the output accumulator. A row that has seen only
@@ -100,14 +113,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[N / 2], float (&m)[2],
       alpha[r] = ex2(fmaf(m[r], c, -base));
       m[r] = mx;
     }
-    float sum = 0.f;
-#pragma unroll
-    for (int j = 0; j < N / 8; ++j) {
-      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], cs, -base));
-      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], cs, -base));
-      sum += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
-    }
-    l[r] = l[r] * alpha[r] + sum;
+    l[r] = l[r] * alpha[r] + row_exps<N>(s, r, cs, base);
   }
 }
 
@@ -126,16 +132,8 @@ __device__ __forceinline__ bool exps_at_running_max(float (&s)[N / 2], const flo
   bool ok = true;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const float base = m[r] * c;
-    float acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < N / 8; ++j) {
-      s[4 * j + 2 * r] = ex2(fmaf(s[4 * j + 2 * r], c, -base));
-      s[4 * j + 2 * r + 1] = ex2(fmaf(s[4 * j + 2 * r + 1], c, -base));
-      acc += s[4 * j + 2 * r] + s[4 * j + 2 * r + 1];
-    }
-    sum[r] = acc;
-    ok = ok && m[r] != -INFINITY && acc <= kSkipMaxSum;
+    sum[r] = row_exps<N>(s, r, c, m[r] * c);
+    ok = ok && m[r] != -INFINITY && sum[r] <= kSkipMaxSum;
   }
   return ok;
 }
