@@ -43,7 +43,7 @@
 // - the warpgroup index read as a warp-uniform value (ptx::warpgroup_index), so Q's descriptors live in
 //   uniform registers: 105 fewer instructions per two 176-key tiles, +1-4% (step 21).
 // - after a row's first tile, the softmax against the running max without the tile's max, with a
-//   warpgroup vote and the tile computed again when a score passes it by 2^15 (softmax_skip_max): E = 128
+//   warpgroup vote and the tile computed again when a score passes it by 2^15 (softmax_after_qk): E = 128
 //   +3-12% (N = 16k 675 vs 640 TFLOP/s), E = 64 causal +2-5% (step 22).
 #pragma once
 
@@ -230,6 +230,13 @@ __device__ __forceinline__ void softmax_step(float (&sc)[C::kBlockN / 2], float 
   online_softmax<C::kBlockN, C::kLazyRescale, C::kExactRescale>(sc, m, l, alpha, c);
 }
 
+// Key tile j holds keys past S, or (causal) keys past the diagonal of some row from first_row on.
+template <class C, bool CAUSAL>
+__device__ __forceinline__ bool tile_needs_mask(const Args& a, int j, int first_row) {
+  const int key0 = j * C::kBlockN;
+  return key0 + C::kBlockN > a.S || (CAUSAL && key0 + C::kBlockN - 1 > first_row + a.causal_offset);
+}
+
 // Mask (only tiles that need it: the key tail, or causal tiles crossing the diagonal of this
 // warpgroup's first row) and run one online-softmax step on key tile j.
 // SCALED: sc holds the scores over f (online_softmax's SCALED).
@@ -238,10 +245,8 @@ __device__ __forceinline__ void softmax_tile(float (&sc)[C::kBlockN / 2], const 
                                              int row_g, int t, float (&m)[2], float (&l)[2], float (&alpha)[2],
                                              float f = 1.f) {
   constexpr int kBlockN = C::kBlockN;
-  const int key0 = j * kBlockN;
-  const bool tail = key0 + kBlockN > a.S;
-  const bool diag = CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset;
-  if (tail || diag) hide_scores<kBlockN, CAUSAL>(sc, row_g, key0, t, a.S, a.causal_offset);
+  if (tile_needs_mask<C, CAUSAL>(a, j, first_row))
+    hide_scores<kBlockN, CAUSAL>(sc, row_g, j * kBlockN, t, a.S, a.causal_offset);
   if constexpr (SCALED)
     online_softmax<kBlockN, C::kLazyRescale, C::kExactRescale, true>(sc, m, l, alpha, a.scale_log2, f);
   else
@@ -407,33 +412,41 @@ __device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
 }
 
-// C::kSkipMax (a.skip_max at run time): the softmax of key tile j, not a row's first, without the row max
-// (softmax.cuh, exps_at_running_max), after the tile's mask where `masked`. The consumer warpgroup votes on the
-// result; if any thread's rows failed, S_j is computed again from the K stage at k_base and takes the whole
-// step (which may move the running max). So the caller releases that stage, and Q on an item's last tile, only
-// after this returns; a P V still in flight is waited for before the new Q K^T.
-template <typename T, class C, bool CAUSAL>
-__device__ __forceinline__ void softmax_skip_max(float (&sc)[C::kBlockN / 2], float (&o)[C::E / 2], const Args& a,
-                                                 int j, bool masked, int row_g, int t, int cw, uint32_t q_base,
-                                                 uint32_t k_base, float (&m)[2], float (&l)[2], float (&alpha)[2]) {
+// The softmax of key tile j once its Q K^T has retired, then release() (the K stage, and Q on an item's last
+// tile), after the tile's mask where `masked`. SKIP (C::kSkipMax, a tile after a row's first): without the row
+// max (softmax.cuh, exps_at_running_max). The consumer warpgroup votes on the result; if any thread's rows
+// failed, S_j is computed again from the K stage at k_base (a P V still in flight is waited for first) and takes
+// the whole step, which may move the running max; so release() comes after the vote. Otherwise release() first
+// and the whole step.
+template <typename T, class C, bool CAUSAL, class Release>
+__device__ __forceinline__ void softmax_after_qk(bool skip, float (&sc)[C::kBlockN / 2], float (&o)[C::E / 2],
+                                                 const Args& a, int j, bool masked, int row_g, int t, int cw,
+                                                 uint32_t q_base, uint32_t k_base, float (&m)[2], float (&l)[2],
+                                                 float (&alpha)[2], Release&& release) {
   constexpr int kBlockN = C::kBlockN;
+  if (!skip) release();
   if (masked) hide_scores<kBlockN, CAUSAL>(sc, row_g, j * kBlockN, t, a.S, a.causal_offset);
+  if (!skip) {
+    softmax_step<C>(sc, m, l, alpha, a.scale_log2);
+    return;
+  }
   float sum[2];
   const bool ok = exps_at_running_max<kBlockN>(sc, m, sum, a.scale_log2);
   if (!ptx::named_bar_any(kWarpgroupBarrier + cw, 128, !ok)) {
     l[0] += sum[0];
     l[1] += sum[1];
     alpha[0] = alpha[1] = 1.f;
-    return;
+  } else {
+    ptx::wgmma_wait<0>();
+    ptx::fence_operands(o);
+    ptx::wgmma_fence();
+    issue_qk<T, C>(sc, q_base, k_base);
+    ptx::wgmma_wait<0>();
+    ptx::fence_operands(sc);
+    if (masked) hide_scores<kBlockN, CAUSAL>(sc, row_g, j * kBlockN, t, a.S, a.causal_offset);
+    softmax_step<C>(sc, m, l, alpha, a.scale_log2);
   }
-  ptx::wgmma_wait<0>();
-  ptx::fence_operands(o);
-  ptx::wgmma_fence();
-  issue_qk<T, C>(sc, q_base, k_base);
-  ptx::wgmma_wait<0>();
-  ptx::fence_operands(sc);
-  if (masked) hide_scores<kBlockN, CAUSAL>(sc, row_g, j * kBlockN, t, a.S, a.causal_offset);
-  softmax_step<C>(sc, m, l, alpha, a.scale_log2);
+  release();
 }
 
 // One consumer warpgroup's attention over one work item: 64 query rows starting at
@@ -500,17 +513,11 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       turns.pass(false);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(sc);
-      if (skip_max && j > 0) {
-        const int key0 = j * kBlockN;
-        const bool masked = key0 + kBlockN > a.S || (CAUSAL && key0 + kBlockN - 1 > first_row + a.causal_offset);
-        softmax_skip_max<T, C, CAUSAL>(sc, o, a, j, masked, row_g, t, cw, q_base(), k_base(j), m, l, alpha);
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
-        if (j + 1 == n_tiles) release_q();
-      } else {
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
-        if (j + 1 == n_tiles) release_q();
-        softmax_tile<C, CAUSAL>(sc, a, j, first_row, row_g, t, m, l, alpha);
-      }
+      softmax_after_qk<T, C, CAUSAL>(skip_max && j > 0, sc, o, a, j, tile_needs_mask<C, CAUSAL>(a, j, first_row), row_g,
+                                     t, cw, q_base(), k_base(j), m, l, alpha, [&] {
+                                       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
+                                       if (j + 1 == n_tiles) release_q();
+                                     });
       rescale_o<C>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
       ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
@@ -550,16 +557,11 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       turns.pass(false);
       ptx::wgmma_wait<1>();  // groups retire in order: S_{j+1} is done, PV_j may still run
       ptx::fence_operands(sc);
-      if (skip_max) {
-        softmax_skip_max<T, C, CAUSAL>(sc, o, a, j + 1, kMask, row_g, t, cw, q_base(), k_base(j + 1), m, l, alpha);
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-        if (j + 2 == n_tiles) release_q();
-      } else {
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-        if (j + 2 == n_tiles) release_q();
-        if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
-        softmax_step<C>(sc, m, l, alpha, a.scale_log2);
-      }
+      softmax_after_qk<T, C, CAUSAL>(skip_max, sc, o, a, j + 1, kMask, row_g, t, cw, q_base(), k_base(j + 1), m, l,
+                                     alpha, [&] {
+                                       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
+                                       if (j + 2 == n_tiles) release_q();
+                                     });
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);

@@ -37,7 +37,7 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
   const int tid = threadIdx.x % 128, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const Turns<true, C::kConsumerWarpgroups> turns{cw};
   const uint32_t o_tile = ptx::smem_addr(s.o);
-  const bool skip_max = C::kSkipMax && a.skip_max;  // after each item's first tile (kernel.cuh, softmax_skip_max)
+  const bool skip_max = C::kSkipMax && a.skip_max;  // after each item's first tile (kernel.cuh, softmax_after_qk)
 
   auto done = [&](int k) { return cta_item<CAUSAL>(a, k) >= a.num_items; };
   auto item = [&](int k) { return item_at<C, CAUSAL>(a, static_cast<int>(cta_item<CAUSAL>(a, k))); };
@@ -118,14 +118,10 @@ __device__ __forceinline__ void consume_chain(const Args& a, typename C::PSmem& 
       turns.pass(false);
       ptx::wgmma_wait<1>();
       ptx::fence_operands(sc);
-      if (skip_max) {
-        softmax_skip_max<T, C, CAUSAL>(sc, o, a, j + 1, kMask, row_g, t, cw, opaque(q_item), k_base(gk), m, l, alpha);
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(gk)]);
-      } else {
-        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(gk)]);
-        if constexpr (kMask) hide_scores<kBlockN, CAUSAL>(sc, row_g, (j + 1) * kBlockN, t, a.S, a.causal_offset);
-        softmax_step<C>(sc, m, l, alpha, a.scale_log2);
-      }
+      softmax_after_qk<T, C, CAUSAL>(skip_max, sc, o, a, j + 1, kMask, row_g, t, cw, opaque(q_item), k_base(gk), m, l,
+                                     alpha, [&] {
+                                       if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(gk)]);
+                                     });
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);

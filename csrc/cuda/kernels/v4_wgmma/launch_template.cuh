@@ -56,7 +56,7 @@ void fill_args(const FwdParams& p, Args& a) {
   // Narrow last tiles (kernel.cuh, with_tail_width; only tiles with C::kTailStep > 0 take them):
   // FLASH_ATTN_EXT_V4_NARROW_TAIL=0 runs every tile whole, the A/B baseline.
   a.narrow_tail = env_flag("FLASH_ATTN_EXT_V4_NARROW_TAIL", true) ? 1 : 0;
-  // The softmax without the row max after a row's first tile (kernel.cuh, softmax_skip_max; tiles with
+  // The softmax without the row max after a row's first tile (kernel.cuh, softmax_after_qk; tiles with
   // C::kSkipMax), except E = 128 causal at S <= 1024, where items of one to eight tiles measured 1-4% slower
   // with it (NOTES_v4.md step 22). FLASH_ATTN_EXT_V4_SKIP_MAX=0 / =1 turns it off / on in the overlapped
   // loops (A/B runs; the unpipelined loop always takes it).
