@@ -54,6 +54,9 @@ struct Cfg {
   // 80- and 112-key tiles (E = 256 and 192, below) take it: elsewhere the key tiles divide the query
   // blocks, so causal items end on whole tiles.
   static constexpr int kTailStep = BN == 80 || BN == 112 ? 16 : 0;
+  // Under causal a warpgroup runs only the key tiles its own 64 rows see (kernel.cuh, own_keys_end), and on
+  // a 128 x 128 tile the last one of warpgroup 0 ends halfway: its P V there runs 64 keys wide.
+  static constexpr int kCausalTailStep = BM == 128 && BN == 128 ? 64 : kTailStep;
 
   struct alignas(1024) Smem {
     alignas(1024) uint16_t q[BM * E];
@@ -140,6 +143,7 @@ struct CfgF32 {
   static constexpr bool kExactRescale = false;  // TF32's own error is far above the drift it removes
   static constexpr bool kSkipMax = false;       // the float32 kernel: not measured there
   static constexpr int kTailStep = 0;            // whole last tiles
+  static constexpr int kCausalTailStep = 0;
   static constexpr int kProducerRegs = E_ == 128 ? 120 : 88;
   static constexpr int kConsumerRegs = E_ == 128 ? 192 : 208;
   static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 64512, "v4 f32: register budget");
@@ -263,6 +267,7 @@ struct Args {
   int negate_q;      // 1: the scale was negative, the consumers flip Q's sign (kernel.cuh)
   int narrow_tail;   // 1: narrow last tiles where C::kTailStep allows (0: the A/B switch turned them off)
   int skip_max;      // 1: tiles after a row's first skip the row max where C::kSkipMax (launch_template.cuh)
+  int own_tiles;     // 1: under causal each consumer warpgroup runs only the key tiles its rows see (kernel.cuh)
 };
 
 // The float32 kernel reads V with ordinary loads (to transpose it), so it also needs V itself.

@@ -101,6 +101,18 @@ __device__ __forceinline__ int key_tiles(const Args& a, int row0) {
   return end <= 0 ? 0 : (end + C::kBlockN - 1) / C::kBlockN;
 }
 
+// One past the last key the 64 rows from first_row on need, within their CTA's (row0's) keys (a.own_tiles;
+// 0: the block's end for every warpgroup, the A/B baseline): none for rows past L (the last query block's
+// padding: at N = 512 the third warpgroup of E = 64's 192-row block), and under causal a warpgroup other
+// than the block's last ends 64 keys or more before the block does.
+template <class C, bool CAUSAL>
+__device__ __forceinline__ int own_keys_end(const Args& a, int row0, int first_row) {
+  const int end = keys_end<C, CAUSAL>(a, row0);
+  if (!a.own_tiles) return end;
+  if (first_row >= a.L) return 0;
+  return CAUSAL ? min(end, first_row + 64 + a.causal_offset) : end;
+}
+
 // Values of C's element type per 128-byte swizzled row: 64 16-bit values or 32 floats.
 template <class C>
 constexpr int kRowVals = 128 / static_cast<int>(sizeof(typename C::Elem));
@@ -263,19 +275,19 @@ __device__ __forceinline__ void end_block(bool never) {
 }
 
 // An item's last key tile often holds fewer visible keys than kBlockN (the key tail, or under causal
-// the block's last row): calls f(std::integral_constant<int, W>) with the narrowest multiple W of
-// C::kTailStep that covers `keys` (1 .. kBlockN), so that tile's P V skips the keys no row sees (their
-// P is 0); kBlockN where C has no narrow tiles. f is instantiated once per width; the branch is uniform
-// across the CTA (keys is), and each f waits for its own wgmmas (in-flight wgmmas across the join made
+// the warpgroup's last row): calls f(std::integral_constant<int, W>) with the narrowest multiple W of
+// STEP (C::kTailStep, or C::kCausalTailStep under causal) that covers `keys` (1 .. kBlockN), so that
+// tile's P V skips the keys no row sees (their P is 0); kBlockN where STEP is 0. f is instantiated once
+// per width; the branch is uniform across the warpgroup (keys is), and each f waits for its own wgmmas (in-flight wgmmas across the join made
 // ptxas serialise them). Q K^T stays whole: a narrow Q K^T in its own accumulator got every wgmma of
 // the kernel serialised (C7511, "insufficient register resources for the wgmma pipeline").
-template <class C, int W = C::kTailStep, class F>
+template <class C, int STEP, int W = STEP, class F>
 __device__ __forceinline__ void with_tail_width(int keys, F&& f) {
   if constexpr (W <= 0 || W >= C::kBlockN) {
     f(std::integral_constant<int, C::kBlockN>{});
   } else {
     if (keys <= W) f(std::integral_constant<int, W>{});
-    else with_tail_width<C, W + C::kTailStep>(keys, f);
+    else with_tail_width<C, STEP, W + STEP>(keys, f);
   }
 }
 
@@ -348,7 +360,7 @@ __device__ __forceinline__ void pack_p(const float (&sc)[N / 2], uint32_t (&p)[N
 // passed it the turn (128 arrivals), so one warpgroup's softmax runs while the tensor cores
 // work on another's batch instead of all asking for the tensor cores at once and all waiting
 // for exp2 at once. Every warpgroup of a CTA takes the same number of turns (they visit the
-// same key tiles), so the arrivals balance: WG W-1 opens WG 0's first turn, and does not pass
+// same key tiles, running them or passing over them: pass_over_tiles), so the arrivals balance: WG W-1 opens WG 0's first turn, and does not pass
 // on its last one.
 template <bool ON, int W>
 struct Turns {
@@ -410,6 +422,35 @@ __device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
   }
   ptx::fence_proxy_async_smem();
   ptx::named_bar_sync(kWarpgroupBarrier + cw, 128);
+}
+
+// Key tiles [n_mine, n_tiles) of the block, which this warpgroup's rows do not need (own_keys_end): each
+// stage released once it is full (an arrival before then would count toward the stage's previous tile),
+// and the pingpong turns these tiles would have taken passed on (but the block's last warpgroup's very last
+// one, as in the loops), so that the other warpgroups' barriers and turns balance as if this one had run
+// them. The overlapped loop takes a turn per tile plus one (the first Q K^T), the unpipelined loop two per
+// tile. With no tile of its own the warpgroup releases Q at once.
+template <class C, bool OVERLAP, class S, class Tn, class Release>
+__device__ __forceinline__ void pass_over_tiles(S& s, uint32_t g0, int n_mine, int n_tiles, const Tn& turns,
+                                                Release&& release_q) {
+  const bool lane0 = threadIdx.x % 32 == 0;
+  int turns_left = OVERLAP ? n_tiles + 1 - (n_mine > 0 ? n_mine + 1 : 0) : 2 * (n_tiles - n_mine);
+  auto empty_turn = [&] {
+    turns.wait();
+    turns.pass(--turns_left == 0);
+  };
+  if (n_mine == 0) {
+    release_q();
+    if (OVERLAP) empty_turn();
+  }
+  for (int j = n_mine; j < n_tiles; ++j) {
+    for (int turn = 0; turn < (OVERLAP ? 1 : 2); ++turn) empty_turn();
+    const uint32_t g = g0 + j;
+    ptx::mbar_wait(&s.k_full[g % kStages], (g / kStages) & 1);
+    if (lane0) ptx::mbar_arrive(&s.k_empty[g % kStages]);
+    ptx::mbar_wait(&s.v_full[g % C::kVStages], (g / C::kVStages) & 1);
+    if (lane0) ptx::mbar_arrive(&s.v_empty[g % C::kVStages]);
+  }
 }
 
 // The softmax of key tile j once its Q K^T has retired, then release() (the K stage, and Q on an item's last
@@ -503,9 +544,13 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   // The unpipelined loop (the two-CTA E = 64 kernel: 104 registers do not hold both forms of the step without
   // spilling) always skips the row max where C::kSkipMax; the overlapped loop where a.skip_max says so too.
   const bool skip_max = C::kSkipMax && (!OVERLAP || a.skip_max);
+  // This warpgroup's own key tiles: under causal the first n_mine of the block's n_tiles (pass_over_tiles
+  // below takes the rest).
+  const int own_end = own_keys_end<C, CAUSAL>(a, row0, first_row);
+  const int n_mine = own_end <= 0 ? 0 : (own_end + kBlockN - 1) / kBlockN;
 
   if constexpr (!OVERLAP) {
-    for (int j = 0; j < n_tiles; ++j) {
+    for (int j = 0; j < n_mine; ++j) {
       ptx::mbar_wait(&s.k_full[stage(j)], phase(j));
       turns.wait();
       ptx::wgmma_fence();
@@ -516,7 +561,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       softmax_after_qk<T, C, CAUSAL>(skip_max && j > 0, sc, o, a, j, tile_needs_mask<C, CAUSAL>(a, j, first_row), row_g,
                                      t, cw, q_base(), k_base(j), m, l, alpha, [&] {
                                        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
-                                       if (j + 1 == n_tiles) release_q();
+                                       if (j + 1 == n_mine) release_q();
                                      });
       rescale_o<C>(o, alpha);
       pack_p<T, kBlockN>(sc, p);
@@ -529,8 +574,8 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       ptx::fence_operands(o);
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
     }
-  } else if (n_tiles > 0) {
-    const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_tiles);
+  } else if (n_mine > 0) {
+    const int n_plain = plain_tiles<C, CAUSAL>(a, first_row, n_mine);
     ptx::mbar_wait(&s.k_full[stage(0)], phase(0));
     turns.wait();
     ptx::wgmma_fence();
@@ -539,7 +584,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     ptx::wgmma_wait<0>();
     ptx::fence_operands(sc);
     if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(0)]);
-    if (n_tiles == 1) release_q();
+    if (n_mine == 1) release_q();
     softmax_tile<C, CAUSAL>(sc, a, 0, first_row, row_g, t, m, l, alpha);  // O is 0: no rescale
     pack_p<T, kBlockN>(sc, p);
 
@@ -560,7 +605,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       softmax_after_qk<T, C, CAUSAL>(skip_max, sc, o, a, j + 1, kMask, row_g, t, cw, q_base(), k_base(j + 1), m, l,
                                      alpha, [&] {
                                        if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j + 1)]);
-                                       if (j + 2 == n_tiles) release_q();
+                                       if (j + 2 == n_mine) release_q();
                                      });
       end_block(a.L < 0);  // keeps wait_group 0 below the softmax
       ptx::wgmma_wait<0>();
@@ -568,26 +613,27 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
       if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
       pack_p<T, kBlockN>(sc, p);
     };
-    for (int j = 0; j + 1 < n_tiles; ++j) {
+    for (int j = 0; j + 1 < n_mine; ++j) {
       if (j + 1 < n_plain)
         step(std::false_type{}, j);
       else
         step(std::true_type{}, j);
     }
-    const int j = n_tiles - 1;  // the last tile only runs PV, over the keys the block sees
-    const int last_keys = a.narrow_tail ? keys_end<C, CAUSAL>(a, row0) - j * kBlockN : kBlockN;
+    const int j = n_mine - 1;  // the last tile only runs PV, over the keys this warpgroup's rows see
+    const int last_keys = a.narrow_tail ? own_end - j * kBlockN : kBlockN;
     ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
     turns.wait();
     rescale_o<C>(o, alpha);
-    with_tail_width<C>(last_keys, [&](auto w) {
+    with_tail_width<C, CAUSAL ? C::kCausalTailStep : C::kTailStep>(last_keys, [&](auto w) {
       ptx::wgmma_fence();
       issue_pv<T, C, decltype(w)::value, kAdvance>(o, p, v_base(j));
-      turns.pass(true);
+      turns.pass(n_mine == n_tiles);
       ptx::wgmma_wait<0>();
       ptx::fence_operands(o);
     });
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
   }
+  if (n_mine < n_tiles) pass_over_tiles<C, OVERLAP>(s, r.g0, n_mine, n_tiles, turns, release_q);
 }
 
 // Full row sums, 1 / l and LSE = ln 2 * (m c + log2 l) (m in raw units, c = scale * log2 e); empty
