@@ -191,8 +191,10 @@ def bench_mask(dt=torch.bfloat16, E=128, N=4096):
 # "v4_1cta" the default with E = 64 causal on one CTA per SM (its persistent kernel runs two by default).
 # "v4_maxall" the default with every tile's row max taken in the overlapped loops (the softmax without it,
 # NOTES_v4.md step 22, off; the unpipelined two-CTA E = 64 kernel keeps it).
-# "v4_blocktiles" the default with every consumer warpgroup running all of its block's key tiles under causal
-# (each warpgroup's own tiles, NOTES_v4.md step 23, off; without causal it runs what v4 runs).
+# "v4_blocktiles" the default with every consumer warpgroup running all of its block's key tiles (each warpgroup's
+# own tiles, NOTES_v4.md step 23, off: causal, and query blocks that end past L).
+# "v4_bn80" the default with causal E = 256 on its 80-key tile at every S (the 64-key tile up to S = 1024, step 24,
+# off; below E = 256 it runs what v4 runs).
 # "v4_whole" the default with every last key tile whole (the E = 256 tile's narrow last tiles off; below
 # E = 256 it runs what v4 runs, so the correctness sweep leaves those head dims out for it).
 # Any variant with "_g<n>" appended ("v4_g16", "v4_persist_g4", "v4_gall") runs with the causal work
@@ -215,11 +217,12 @@ VARIANTS = {
     "v4_1cta": {"FLASH_ATTN_EXT_V4_E64_2CTA": "0"},
     "v4_whole": {"FLASH_ATTN_EXT_V4_NARROW_TAIL": "0"},
     "v4_maxall": {"FLASH_ATTN_EXT_V4_SKIP_MAX": "0"},
+    "v4_bn80": {"FLASH_ATTN_EXT_V4_E256_SHORT_UPTO": "0"},
     "v4_blocktiles": {"FLASH_ATTN_EXT_V4_OWN_TILES": "0"},
 }
 SAME_AS_V4_AT_E256 = {"v4_narrow", "v4_1cta"}
 # ... and those that change only the E = 256 tile, the same as v4 below it.
-SAME_AS_V4_BELOW_E256 = {"v4_whole"}
+SAME_AS_V4_BELOW_E256 = {"v4_whole", "v4_bn80"}
 LOOPS = os.environ.get("V4_VARIANTS", "v4,v4_onecta,v4_persist7").split(",")
 BENCH = os.environ.get("V4_BENCH", "v4,v4_onecta").split(",")
 

@@ -9,7 +9,7 @@ warpgroups wait forever (the test hangs) or read a stage the producer refilled (
 
 Every loop and tile that takes it: the two-CTA E = 64 kernel (unpipelined), the one-CTA and wide (three
 warpgroups) E = 64 tiles, E = 128 on the persistent, one-item, wide (176-key, pingpong) and unpipelined
-forms, E = 192 and 256 (80-key tiles), small persistent grids (many items per CTA, so the ring's count runs
+forms, E = 192 and 256 (80-key tiles, and E = 256's 64-key tiles of causal S <= 1024), small persistent grids (many items per CTA, so the ring's count runs
 across skipped tiles), and the TF32 kernel (64-key tiles). Each output is held to the float64 reference, and
 the 16-bit kernels' must equal, bit for bit, the output of the same kernel with every warpgroup running the
 block's tiles (FLASH_ATTN_EXT_V4_OWN_TILES=0): the tiles skipped hold no key the rows see, so they add exact
@@ -35,7 +35,8 @@ KERNELS = [
     ("E128 wide one-item", 128, torch.float16, "auto", {**ONE_ITEM, "FLASH_ATTN_EXT_V4_WIDE_FROM": "1"}),
     ("E128 unpipelined", 128, torch.bfloat16, "auto", {"FLASH_ATTN_EXT_V4_SIMPLE": "1"}),
     ("E192 persistent", 192, torch.bfloat16, "auto", {}),
-    ("E256 persistent 3 CTAs", 256, torch.bfloat16, "auto", {"FLASH_ATTN_EXT_V4_CTAS": "3"}),
+    ("E256 persistent 3 CTAs", 256, torch.bfloat16, "auto", {"FLASH_ATTN_EXT_V4_CTAS": "3"}),  # causal: 64-key tiles
+    ("E256 80-key persistent", 256, torch.float16, "auto", {"FLASH_ATTN_EXT_V4_E256_SHORT_UPTO": "0"}),
     ("E256 one-item", 256, torch.float16, "auto", ONE_ITEM),
     ("TF32 E128", 128, torch.float32, "tf32", {}),
     ("TF32 E64", 64, torch.float32, "tf32", {}),

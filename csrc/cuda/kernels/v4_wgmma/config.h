@@ -97,7 +97,7 @@ struct Cfg {
   static constexpr bool kPersistentFits = kPSmemBytes <= kMaxSmemBytes;
 };
 
-// E = 256: the only tile, for every S, causal or not (the one-item and the persistent kernel).
+// E = 256: the tile for every S, causal or not (the one-item and the persistent kernel), but causal S <= 1024.
 // - BM = 128, two consumer warpgroups of 64 rows: the O accumulator alone is 64 x 256 floats per
 //   warpgroup = 128 registers per thread, so only the 240-register budget of two consumer
 //   warpgroups holds it (three would get 160).
@@ -107,6 +107,10 @@ struct Cfg {
 //   consumer thread, leaving ~50 of 240 for addresses, softmax state and descriptors.
 // - The persistent layout keeps one Q buffer and no O staging tile (they would add 128 KB).
 constexpr int kBlockN256 = 80;
+// Causal E = 256 at S <= 1024 (items of 2 to 16 tiles): 64-key tiles, which end where the 64-row slices of a
+// block end, so warpgroup 0 skips its block's last tile whole (kernel.cuh, own_keys_end) and no tile is
+// narrow: 5% fewer products than 80-key tiles at N = 512 (NOTES_v4.md step 24).
+constexpr int kBlockN256Short = 64;
 
 // E = 192 (head dims 129..192, which ran on E = 256's tile before: a third more products at E = 192, three
 // fifths at 160): the same shape of tile as E = 256, BM = 128 in two consumer warpgroups.

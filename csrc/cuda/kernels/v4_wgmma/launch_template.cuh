@@ -204,13 +204,21 @@ bool run_v4_e64_e128(const FwdParams& p, cudaStream_t stream) {
 // lost 1-6%); FLASH_ATTN_EXT_V4_PERSISTENT=1 / =0 forces it on / off. A/B switches:
 // FLASH_ATTN_EXT_V4_PINGPONG=1 adds pingpong (one-item grid), FLASH_ATTN_EXT_V4_SIMPLE=1 runs the
 // unpipelined loop on the same tile.
+// Causal E = 256 at S <= 1024 runs the persistent kernel on 128 x 64 tiles (config.h, kBlockN256Short; step 24,
+// bf16 / fp16: N = 512 +3 / +5%, 1024 +2 / +3%; without causal -5..+2%, so not there);
+// FLASH_ATTN_EXT_V4_E256_SHORT_UPTO=n moves the limit (0: the 80-key tile everywhere, the A/B baseline).
 template <typename T, int E, bool CAUSAL>
 bool run_v4_wide(const FwdParams& p, cudaStream_t stream) {
   using C = Cfg<E, 128, E == 256 ? kBlockN256 : kBlockN192>;
   if (env_flag("FLASH_ATTN_EXT_V4_SIMPLE", false)) return run_cfg<T, C, CAUSAL, false, false>(p, stream);
   if (env_flag("FLASH_ATTN_EXT_V4_PINGPONG", false)) return run_cfg<T, C, CAUSAL, true, true>(p, stream);
-  if (env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= (E == 192 ? 4096 : 2048)))
+  if (env_flag("FLASH_ATTN_EXT_V4_PERSISTENT", p.S <= (E == 192 ? 4096 : 2048))) {
+    if constexpr (E == 256 && CAUSAL) {
+      if (p.S <= env_int("FLASH_ATTN_EXT_V4_E256_SHORT_UPTO", 1024))
+        return run_persistent<T, Cfg<256, 128, kBlockN256Short>, CAUSAL, true, false>(p, stream);
+    }
     return run_persistent<T, C, CAUSAL, true, false>(p, stream);
+  }
   return run_cfg<T, C, CAUSAL, true, false>(p, stream);
 }
 
