@@ -45,6 +45,9 @@
 // - after a row's first tile, the softmax against the running max without the tile's max, with a
 //   warpgroup vote and the tile computed again when a score passes it by 2^15 (softmax_after_qk): E = 128
 //   +3-12% (N = 16k 675 vs 640 TFLOP/s), E = 64 causal +2-5% (step 22).
+// - each consumer warpgroup runs only the key tiles its own rows need and passes over the rest (own_keys_end,
+//   pass_over_tiles): causal E = 64 +1-8% (N = 512 282 vs 267), E = 256 +1-4% (step 23); with it, causal E = 256
+//   at S <= 1024 on 64-key tiles (launch_template.cuh): +2-5% (step 24).
 #pragma once
 
 #include <cuda.h>
