@@ -271,7 +271,7 @@ struct Args {
   int negate_q;      // 1: the scale was negative, the consumers flip Q's sign (kernel.cuh)
   int narrow_tail;   // 1: narrow last tiles where C::kTailStep allows (0: the A/B switch turned them off)
   int skip_max;      // 1: tiles after a row's first skip the row max where C::kSkipMax (launch_template.cuh)
-  int own_tiles;     // 1: under causal each consumer warpgroup runs only the key tiles its rows see (kernel.cuh)
+  int own_tiles;     // 1: each consumer warpgroup runs only the key tiles its rows need (kernel.cuh, own_keys_end)
 };
 
 // The float32 kernel reads V with ordinary loads (to transpose it), so it also needs V itself.

@@ -281,8 +281,8 @@ __device__ __forceinline__ void end_block(bool never) {
 // the warpgroup's last row): calls f(std::integral_constant<int, W>) with the narrowest multiple W of
 // STEP (C::kTailStep, or C::kCausalTailStep under causal) that covers `keys` (1 .. kBlockN), so that
 // tile's P V skips the keys no row sees (their P is 0); kBlockN where STEP is 0. f is instantiated once
-// per width; the branch is uniform across the warpgroup (keys is), and each f waits for its own wgmmas (in-flight wgmmas across the join made
-// ptxas serialise them). Q K^T stays whole: a narrow Q K^T in its own accumulator got every wgmma of
+// per width; the branch is uniform across the warpgroup (keys is), and each f waits for its own wgmmas
+// (in-flight wgmmas across the join made ptxas serialise them). Q K^T stays whole: a narrow Q K^T in its own accumulator got every wgmma of
 // the kernel serialised (C7511, "insufficient register resources for the wgmma pipeline").
 template <class C, int STEP, int W = STEP, class F>
 __device__ __forceinline__ void with_tail_width(int keys, F&& f) {
@@ -363,8 +363,8 @@ __device__ __forceinline__ void pack_p(const float (&sc)[N / 2], uint32_t (&p)[N
 // passed it the turn (128 arrivals), so one warpgroup's softmax runs while the tensor cores
 // work on another's batch instead of all asking for the tensor cores at once and all waiting
 // for exp2 at once. Every warpgroup of a CTA takes the same number of turns (they visit the
-// same key tiles, running them or passing over them: pass_over_tiles), so the arrivals balance: WG W-1 opens WG 0's first turn, and does not pass
-// on its last one.
+// same key tiles, running them or passing over them: pass_over_tiles), so the arrivals balance:
+// WG W-1 opens WG 0's first turn, and does not pass on its last one.
 template <bool ON, int W>
 struct Turns {
   int cw;
@@ -547,8 +547,8 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   // The unpipelined loop (the two-CTA E = 64 kernel: 104 registers do not hold both forms of the step without
   // spilling) always skips the row max where C::kSkipMax; the overlapped loop where a.skip_max says so too.
   const bool skip_max = C::kSkipMax && (!OVERLAP || a.skip_max);
-  // This warpgroup's own key tiles: under causal the first n_mine of the block's n_tiles (pass_over_tiles
-  // below takes the rest).
+  // This warpgroup's own key tiles: the first n_mine of the block's n_tiles (fewer under causal, none for rows
+  // past L; pass_over_tiles below takes the rest).
   const int own_end = own_keys_end<C, CAUSAL>(a, row0, first_row);
   const int n_mine = own_end <= 0 ? 0 : (own_end + kBlockN - 1) / kBlockN;
 

@@ -61,9 +61,9 @@ void fill_args(const FwdParams& p, Args& a) {
   // with it (NOTES_v4.md step 22). FLASH_ATTN_EXT_V4_SKIP_MAX=0 / =1 turns it off / on in the overlapped
   // loops (A/B runs; the unpipelined loop always takes it).
   a.skip_max = env_flag("FLASH_ATTN_EXT_V4_SKIP_MAX", !(CAUSAL && C::E == 128 && p.S <= 1024)) ? 1 : 0;
-  // Causal: a consumer warpgroup skips the key tiles past its own rows' diagonal (kernel.cuh, own_keys_end,
-  // pass_over_tiles; NOTES_v4.md step 23). FLASH_ATTN_EXT_V4_OWN_TILES=0 runs the block's tiles on every
-  // warpgroup, the A/B baseline.
+  // A consumer warpgroup skips the key tiles past its own rows' diagonal (causal), and all of them when its rows
+  // lie past L (kernel.cuh, own_keys_end, pass_over_tiles; NOTES_v4.md step 23). FLASH_ATTN_EXT_V4_OWN_TILES=0
+  // runs the block's tiles on every warpgroup, the A/B baseline.
   a.own_tiles = env_flag("FLASH_ATTN_EXT_V4_OWN_TILES", true) ? 1 : 0;
 }
 
