@@ -9,8 +9,8 @@ warpgroups wait forever (the test hangs) or read a stage the producer refilled (
 
 Every loop and tile that takes it: the two-CTA E = 64 kernel (unpipelined), the one-CTA and wide (three
 warpgroups) E = 64 tiles, E = 128 on the persistent, one-item, wide (176-key, pingpong) and unpipelined
-forms, E = 192 and 256 (80-key tiles, and E = 256's 64-key tiles of causal S <= 1024), small persistent grids (many items per CTA, so the ring's count runs
-across skipped tiles), and the TF32 kernel (64-key tiles). Each output is held to the float64 reference, and
+forms, E = 192 and 256 (80-key tiles, and E = 256's 64-key tiles of causal S <= 1024), small persistent
+grids (many items per CTA, so the ring's count runs across skipped tiles), and the TF32 kernel (64-key tiles). Each output is held to the float64 reference, and
 the 16-bit kernels' must equal, bit for bit, the output of the same kernel with every warpgroup running the
 block's tiles (FLASH_ATTN_EXT_V4_OWN_TILES=0): the tiles skipped hold no key the rows see, so they add exact
 zeros, and the lazy rescale leaves O alone when the max stays. The TF32 kernel rescales every tile by

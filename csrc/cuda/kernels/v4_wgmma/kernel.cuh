@@ -97,11 +97,16 @@ __device__ __forceinline__ int keys_end(const Args& a, int row0) {
   return end;
 }
 
+// Number of kBlockN key tiles that hold keys [0, end) (0 when end <= 0).
+template <class C>
+__device__ __forceinline__ int tiles_to(int end) {
+  return end <= 0 ? 0 : (end + C::kBlockN - 1) / C::kBlockN;
+}
+
 // Number of kBlockN key tiles the CTA whose first row is row0 must visit.
 template <class C, bool CAUSAL>
 __device__ __forceinline__ int key_tiles(const Args& a, int row0) {
-  const int end = keys_end<C, CAUSAL>(a, row0);
-  return end <= 0 ? 0 : (end + C::kBlockN - 1) / C::kBlockN;
+  return tiles_to<C>(keys_end<C, CAUSAL>(a, row0));
 }
 
 // One past the last key the 64 rows from first_row on need, within their CTA's (row0's) keys (a.own_tiles;
@@ -282,8 +287,9 @@ __device__ __forceinline__ void end_block(bool never) {
 // STEP (C::kTailStep, or C::kCausalTailStep under causal) that covers `keys` (1 .. kBlockN), so that
 // tile's P V skips the keys no row sees (their P is 0); kBlockN where STEP is 0. f is instantiated once
 // per width; the branch is uniform across the warpgroup (keys is), and each f waits for its own wgmmas
-// (in-flight wgmmas across the join made ptxas serialise them). Q K^T stays whole: a narrow Q K^T in its own accumulator got every wgmma of
-// the kernel serialised (C7511, "insufficient register resources for the wgmma pipeline").
+// (in-flight wgmmas across the join made ptxas serialise them). Q K^T stays whole: a narrow Q K^T in its
+// own accumulator got every wgmma of the kernel serialised (C7511, "insufficient register resources for
+// the wgmma pipeline").
 template <class C, int STEP, int W = STEP, class F>
 __device__ __forceinline__ void with_tail_width(int keys, F&& f) {
   if constexpr (W <= 0 || W >= C::kBlockN) {
@@ -428,15 +434,14 @@ __device__ __forceinline__ void negate_q_rows(uint32_t q_rows, int cw) {
 }
 
 // Key tiles [n_mine, n_tiles) of the block, which this warpgroup's rows do not need (own_keys_end): each
-// stage released once it is full (an arrival before then would count toward the stage's previous tile),
-// and the pingpong turns these tiles would have taken passed on (but the block's last warpgroup's very last
-// one, as in the loops), so that the other warpgroups' barriers and turns balance as if this one had run
-// them. The overlapped loop takes a turn per tile plus one (the first Q K^T), the unpipelined loop two per
-// tile. With no tile of its own the warpgroup releases Q at once.
-template <class C, bool OVERLAP, class S, class Tn, class Release>
-__device__ __forceinline__ void pass_over_tiles(S& s, uint32_t g0, int n_mine, int n_tiles, const Tn& turns,
-                                                Release&& release_q) {
-  const bool lane0 = threadIdx.x % 32 == 0;
+// tile's K and V stages released (release_tile, once they are full: an arrival before then would count
+// toward the stage's previous tile), and the pingpong turns these tiles would have taken passed on (but the
+// block's last warpgroup's very last one, as in the loops), so that the other warpgroups' barriers and turns
+// balance as if this one had run them. The overlapped loop takes a turn per tile plus one (the first Q K^T),
+// the unpipelined loop two per tile. With no tile of its own the warpgroup releases Q at once.
+template <bool OVERLAP, class Tn, class ReleaseQ, class ReleaseTile>
+__device__ __forceinline__ void pass_over_tiles(int n_mine, int n_tiles, const Tn& turns, ReleaseQ&& release_q,
+                                                ReleaseTile&& release_tile) {
   int turns_left = OVERLAP ? n_tiles + 1 - (n_mine > 0 ? n_mine + 1 : 0) : 2 * (n_tiles - n_mine);
   auto empty_turn = [&] {
     turns.wait();
@@ -448,11 +453,7 @@ __device__ __forceinline__ void pass_over_tiles(S& s, uint32_t g0, int n_mine, i
   }
   for (int j = n_mine; j < n_tiles; ++j) {
     for (int turn = 0; turn < (OVERLAP ? 1 : 2); ++turn) empty_turn();
-    const uint32_t g = g0 + j;
-    ptx::mbar_wait(&s.k_full[g % kStages], (g / kStages) & 1);
-    if (lane0) ptx::mbar_arrive(&s.k_empty[g % kStages]);
-    ptx::mbar_wait(&s.v_full[g % C::kVStages], (g / C::kVStages) & 1);
-    if (lane0) ptx::mbar_arrive(&s.v_empty[g % C::kVStages]);
+    release_tile(j);
   }
 }
 
@@ -550,7 +551,7 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
   // This warpgroup's own key tiles: the first n_mine of the block's n_tiles (fewer under causal, none for rows
   // past L; pass_over_tiles below takes the rest).
   const int own_end = own_keys_end<C, CAUSAL>(a, row0, first_row);
-  const int n_mine = own_end <= 0 ? 0 : (own_end + kBlockN - 1) / kBlockN;
+  const int n_mine = tiles_to<C>(own_end);
 
   if constexpr (!OVERLAP) {
     for (int j = 0; j < n_mine; ++j) {
@@ -636,7 +637,13 @@ __device__ __forceinline__ void attend(const Args& a, S& s, int row0, int cw, in
     });
     if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
   }
-  if (n_mine < n_tiles) pass_over_tiles<C, OVERLAP>(s, r.g0, n_mine, n_tiles, turns, release_q);
+  if (n_mine < n_tiles)
+    pass_over_tiles<OVERLAP>(n_mine, n_tiles, turns, release_q, [&](int j) {
+      ptx::mbar_wait(&s.k_full[stage(j)], phase(j));
+      if (lane == 0) ptx::mbar_arrive(&s.k_empty[stage(j)]);
+      ptx::mbar_wait(&s.v_full[vstage(j)], vphase(j));
+      if (lane == 0) ptx::mbar_arrive(&s.v_empty[vstage(j)]);
+    });
 }
 
 // Full row sums, 1 / l and LSE = ln 2 * (m c + log2 l) (m in raw units, c = scale * log2 e); empty
